@@ -1,0 +1,71 @@
+"""Argument conversion shared by the public functions.
+
+Float32/float64 C-contiguous arrays pass through untouched (zero copy);
+anything else is converted once. Value checks (NaN, shapes that must
+agree) happen in the Rust bindings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+def as_embeddings(value: Any, name: str, dtype: Any = None) -> FloatArray:
+    """A C-contiguous 2-D float32/float64 array (converted once if needed)."""
+    if value is None:
+        raise TypeError(f"{name} must be a 2-D array, got None")
+    arr = np.asarray(value)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (rows x features), got {arr.ndim}-D shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); it needs at least one row and one column")
+    if dtype is None:
+        dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def as_pair(x: Any, y: Any) -> tuple[FloatArray, FloatArray | None]:
+    """X and an optional Y in one common compute dtype."""
+    xa = as_embeddings(x, "X")
+    if y is None:
+        return xa, None
+    ya = as_embeddings(y, "Y")
+    if xa.dtype != ya.dtype:
+        xa, ya = xa.astype(np.float64), ya.astype(np.float64)
+    return xa, ya
+
+
+def as_labels(value: Any, name: str, rows: int, of: str) -> IntArray:
+    """Integer labels of any integer dtype as int64 (an injective cast)."""
+    if value is None:
+        raise TypeError(f"{name} must be a 1-D integer array, got None")
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must have an integer dtype, got {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.shape[0] != rows:
+        raise ValueError(f"{name} has {arr.shape[0]} entries but {of} has {rows} rows")
+    return np.ascontiguousarray(arr.astype(np.int64, copy=False))
+
+
+def as_margin(value: Any) -> float:
+    try:
+        margin = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"margin must be a real number, got {value!r}") from None
+    return margin
+
+
+def as_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(choices)}")
+    return value

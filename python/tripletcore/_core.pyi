@@ -1,0 +1,29 @@
+"""Type stubs of the compiled extension (`rust/python`)."""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+_F = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+_I = npt.NDArray[np.int64]
+
+__version__: str
+
+def cdist(x: _F, y: _F | None, metric: str) -> _F: ...
+def batch_hard(
+    x: _F, labels: _I, metric: str, y: _F | None, ref_labels: _I | None
+) -> tuple[_I, _F, _I, _F]: ...
+def semi_hard(
+    x: _F, labels: _I, margin: float, metric: str, fallback: str
+) -> tuple[_I, _I, _I, _F, _F]: ...
+def triplet_margin_loss(
+    x: _F,
+    labels: _I,
+    margin: float,
+    mining: str,
+    metric: str,
+    soft: bool,
+    reduction: str,
+    fallback: str,
+) -> tuple[Any, _F]: ...

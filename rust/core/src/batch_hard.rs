@@ -1,0 +1,322 @@
+//! Batch-hard mining: per anchor the farthest positive and the nearest
+//! negative, fused into the tiled distance kernel.
+//!
+//! The fast pass uses the expansion `|a|^2 + |b|^2 - 2 a.b`, whose error is
+//! bounded by `w = (d + 16) u (|a|^2 + |b|^2)`. Every reference point whose
+//! approximate distance could still be the extreme one (within `w` of the
+//! best bound so far) is kept as a candidate; the candidates are then
+//! compared by exact f64 distances, so the index returned is the true
+//! arg-max / arg-min (lowest index on ties). A row with too many
+//! candidates (massive ties) is rescanned exactly.
+
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::exact::Exact;
+use crate::metric::Metric;
+use crate::prep::{
+    check_labels, check_same_dim, encode_labels, prepare_anchors, prepare_panels, row_scales,
+    Anchors, Matrix, Panels, Transform,
+};
+use crate::real::Real;
+use crate::tile::{for_each_tile, has_avx2_fma, is_f32};
+
+/// Per-anchor result; `-1` / NaN where an anchor has no positive or negative.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchHard<T> {
+    pub pos_idx: Vec<i64>,
+    pub pos_dist: Vec<T>,
+    pub neg_idx: Vec<i64>,
+    pub neg_dist: Vec<T>,
+}
+
+/// Candidate capacity per row before it is pruned, then declared overflowed.
+const CAP: usize = 64;
+/// Anchor rows per parallel task (a multiple of the tile height).
+const ROW_BLOCK: usize = 96;
+
+/// Tracks the minimum of values known to within `+-w`: a rigorous upper
+/// bound `best` on the minimum and every index whose lower bound is below it.
+struct MinTrack<T> {
+    best: T,
+    cands: Vec<(T, u32)>,
+    overflow: bool,
+}
+
+impl<T: Real> MinTrack<T> {
+    fn new() -> Self {
+        MinTrack {
+            best: T::from_f64(T::MAX_FINITE / 4.0),
+            cands: Vec::new(),
+            overflow: false,
+        }
+    }
+
+    #[inline]
+    fn offer(&mut self, v: T, w: T, j: u32) {
+        let lb = v - w;
+        if lb > self.best {
+            return;
+        }
+        let ub = v + w;
+        if ub < self.best {
+            self.best = ub;
+        }
+        if self.overflow {
+            return;
+        }
+        self.cands.push((lb, j));
+        if self.cands.len() >= CAP {
+            let best = self.best;
+            self.cands.retain(|c| c.0 <= best);
+            if self.cands.len() >= CAP / 2 {
+                self.overflow = true;
+                self.cands = Vec::new();
+            }
+        }
+    }
+
+    /// The surviving candidates, or `None` when the row must be rescanned.
+    fn survivors(&self) -> Option<impl Iterator<Item = usize> + '_> {
+        (!self.overflow).then(|| {
+            self.cands
+                .iter()
+                .filter(|c| c.0 <= self.best)
+                .map(|c| c.1 as usize)
+        })
+    }
+}
+
+struct RowState<T> {
+    pos: MinTrack<T>, // tracks -d2
+    neg: MinTrack<T>,
+}
+
+pub fn batch_hard<T: Real>(
+    x: &Matrix<T>,
+    labels: &[i64],
+    reference: Option<(&Matrix<T>, &[i64])>,
+    metric: Metric,
+) -> Result<BatchHard<T>> {
+    check_labels(labels, x.rows, "labels", "X")?;
+    if let Some((y, ref_labels)) = reference {
+        check_same_dim(x, y)?;
+        check_labels(ref_labels, y.rows, "ref_labels", "Y")?;
+    }
+    if is_f32::<T>() {
+        run::<T, 6, 16>(x, labels, reference, metric)
+    } else {
+        run::<T, 6, 8>(x, labels, reference, metric)
+    }
+}
+
+fn run<T: Real, const MR: usize, const NR: usize>(
+    x: &Matrix<T>,
+    labels: &[i64],
+    reference: Option<(&Matrix<T>, &[i64])>,
+    metric: Metric,
+) -> Result<BatchHard<T>> {
+    let (cx, cy) = encode_labels(labels, reference.map(|r| r.1));
+    let y = reference.map_or(*x, |r| *r.0);
+    let sx = row_scales(x, metric, "X")?;
+    let sy = match reference {
+        Some((y, _)) => row_scales(y, metric, "Y")?,
+        None => None,
+    };
+    let tf = Transform::new(x, reference.map(|r| r.0), sx.as_deref(), sy.as_deref());
+    let anchors = prepare_anchors(x, &tf, MR, "X")?;
+    let (ylabels, yname) = if reference.is_some() {
+        (&cy, "Y")
+    } else {
+        (&cx, "X")
+    };
+    let panels = prepare_panels(&y, ylabels, &tf, reference.is_none(), NR, yname)?;
+    let exact = Exact {
+        x: *x,
+        y,
+        sx: sx.as_deref(),
+        sy: if reference.is_some() {
+            sy.as_deref()
+        } else {
+            sx.as_deref()
+        },
+        metric,
+    };
+    let ctx = Ctx {
+        anchors: &anchors,
+        panels: &panels,
+        xlab: &cx,
+        ylab: ylabels,
+        self_excluded: reference.is_none(),
+        kcoef: (x.cols as f64 + 16.0) * T::UNIT_ROUNDOFF,
+        tiny: (x.cols as f64 + 16.0) * T::MIN_NORMAL,
+    };
+    let avx2 = has_avx2_fma();
+    let n = x.rows;
+    let rows: Vec<(i64, T, i64, T)> = (0..n.div_ceil(ROW_BLOCK))
+        .into_par_iter()
+        .flat_map_iter(|b| {
+            let r0 = b * ROW_BLOCK;
+            let r1 = (r0 + ROW_BLOCK).min(n);
+            let states = scan_block::<T, MR, NR>(&ctx, r0..r1, avx2);
+            states
+                .into_iter()
+                .enumerate()
+                .map(|(k, st)| finish_row(&ctx, &exact, r0 + k, &st))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut out = BatchHard {
+        pos_idx: Vec::with_capacity(n),
+        pos_dist: Vec::with_capacity(n),
+        neg_idx: Vec::with_capacity(n),
+        neg_dist: Vec::with_capacity(n),
+    };
+    for (pi, pd, ni, nd) in rows {
+        out.pos_idx.push(pi);
+        out.pos_dist.push(pd);
+        out.neg_idx.push(ni);
+        out.neg_dist.push(nd);
+    }
+    Ok(out)
+}
+
+struct Ctx<'a, T> {
+    anchors: &'a Anchors<T>,
+    panels: &'a Panels<T>,
+    xlab: &'a [u32],
+    ylab: &'a [u32],
+    self_excluded: bool,
+    kcoef: f64,
+    tiny: f64,
+}
+
+fn scan_block<T: Real, const MR: usize, const NR: usize>(
+    ctx: &Ctx<T>,
+    rows: std::ops::Range<usize>,
+    avx2: bool,
+) -> Vec<RowState<T>> {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+        return unsafe { scan_block_avx2::<T, MR, NR>(ctx, rows) };
+    }
+    let _ = avx2;
+    scan_block_impl::<T, MR, NR, false>(ctx, rows)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scan_block_avx2<T: Real, const MR: usize, const NR: usize>(
+    ctx: &Ctx<T>,
+    rows: std::ops::Range<usize>,
+) -> Vec<RowState<T>> {
+    scan_block_impl::<T, MR, NR, true>(ctx, rows)
+}
+
+#[inline(always)]
+fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool>(
+    ctx: &Ctx<T>,
+    rows: std::ops::Range<usize>,
+) -> Vec<RowState<T>> {
+    let (r0, r1) = (rows.start, rows.end);
+    let mut states: Vec<RowState<T>> = (r0..r1)
+        .map(|_| RowState {
+            pos: MinTrack::new(),
+            neg: MinTrack::new(),
+        })
+        .collect();
+    let padded_end = r0 + (r1 - r0).div_ceil(MR) * MR;
+    let panels = ctx.panels;
+    for_each_tile::<T, MR, NR, FMA, false, _>(ctx.anchors, panels, r0..padded_end, |r, p, acc| {
+        let nb: &[T; NR] = panels.norms[p * NR..(p + 1) * NR].try_into().unwrap();
+        let lab: &[u32; NR] = panels.labels[p * NR..(p + 1) * NR].try_into().unwrap();
+        let wmax = panels.max_norm[p].to_f64();
+        for (rr, dots) in acc.iter().enumerate() {
+            let i = r + rr;
+            if i >= r1 {
+                break;
+            }
+            let st = &mut states[i - r0];
+            let na = ctx.anchors.norms[i];
+            let li = ctx.xlab[i];
+            let w = T::from_f64(ctx.kcoef * (na.to_f64() + wmax) + ctx.tiny);
+            let thr_neg = st.neg.best + w;
+            let thr_pos = T::ZERO - st.pos.best - w;
+            let mut hit = false;
+            for c in 0..NR {
+                let v = na + nb[c] - T::TWO * dots[c];
+                let same = lab[c] == li;
+                hit |= (same & (v >= thr_pos)) | (!same & (v <= thr_neg));
+            }
+            if !hit {
+                continue;
+            }
+            for c in 0..NR {
+                let j = p * NR + c;
+                if j >= panels.n {
+                    break;
+                }
+                let v = na + nb[c] - T::TWO * dots[c];
+                if lab[c] == li {
+                    if !(ctx.self_excluded && j == i) {
+                        st.pos.offer(T::ZERO - v, w, j as u32);
+                    }
+                } else {
+                    st.neg.offer(v, w, j as u32);
+                }
+            }
+        }
+    });
+    states
+}
+
+/// Picks the exact extreme among a row's candidates (or by a full exact scan).
+fn finish_row<T: Real>(
+    ctx: &Ctx<T>,
+    exact: &Exact<T>,
+    i: usize,
+    st: &RowState<T>,
+) -> (i64, T, i64, T) {
+    let li = ctx.xlab[i];
+    let n_ref = ctx.ylab.len();
+    let is_pos = |j: usize| ctx.ylab[j] == li && !(ctx.self_excluded && j == i);
+    let is_neg = |j: usize| ctx.ylab[j] != li;
+    // (d2, j) ordered so that `better` picks the wanted extreme, lowest j on ties.
+    let pick = |cands: &mut dyn Iterator<Item = usize>, farthest: bool| -> Option<(f64, usize)> {
+        let mut best: Option<(f64, usize)> = None;
+        for j in cands {
+            let v = exact.d2(i, j);
+            let better = match best {
+                None => true,
+                Some((bv, bj)) => {
+                    if farthest {
+                        v > bv || (v == bv && j < bj)
+                    } else {
+                        v < bv || (v == bv && j < bj)
+                    }
+                }
+            };
+            if better {
+                best = Some((v, j));
+            }
+        }
+        best
+    };
+    let pos = match st.pos.survivors() {
+        Some(mut it) => pick(&mut it, true),
+        None => pick(&mut (0..n_ref).filter(|&j| is_pos(j)), true),
+    };
+    let neg = match st.neg.survivors() {
+        Some(mut it) => pick(&mut it, false),
+        None => pick(&mut (0..n_ref).filter(|&j| is_neg(j)), false),
+    };
+    let metric = exact.metric;
+    let fmt = |b: Option<(f64, usize)>| match b {
+        Some((d2, j)) => (j as i64, T::from_f64(metric.from_d2(d2))),
+        None => (-1, T::NAN),
+    };
+    let (pi, pd) = fmt(pos);
+    let (ni, nd) = fmt(neg);
+    (pi, pd, ni, nd)
+}

@@ -1,0 +1,90 @@
+//! Distances and their gradients computed directly in f64 from the
+//! caller's data: the reference values every fast path is checked against.
+
+use crate::metric::Metric;
+use crate::prep::Matrix;
+use crate::real::Real;
+
+/// Exact distances between rows of `x` and rows of `y` (possibly the same).
+pub struct Exact<'a, T> {
+    pub x: Matrix<'a, T>,
+    pub y: Matrix<'a, T>,
+    pub sx: Option<&'a [f64]>,
+    pub sy: Option<&'a [f64]>,
+    pub metric: Metric,
+}
+
+impl<'a, T: Real> Exact<'a, T> {
+    /// Squared distance of the transformed rows. Symmetric bit for bit:
+    /// `d2(i, j)` on (X, X) equals `d2(j, i)`.
+    #[inline]
+    pub fn d2(&self, i: usize, j: usize) -> f64 {
+        let (a, b) = (self.x.row(i), self.y.row(j));
+        let mut acc = [0.0f64; 4];
+        match (self.sx, self.sy) {
+            (Some(sx), Some(sy)) => {
+                let (s, t) = (sx[i], sy[j]);
+                sq_diff_sum(a, b, &mut acc, |u, v| u.to_f64() * s - v.to_f64() * t)
+            }
+            _ => sq_diff_sum(a, b, &mut acc, |u, v| u.to_f64() - v.to_f64()),
+        }
+        (acc[0] + acc[2]) + (acc[1] + acc[3])
+    }
+
+    #[inline]
+    pub fn dist(&self, i: usize, j: usize) -> f64 {
+        self.metric.from_d2(self.d2(i, j))
+    }
+
+    /// Adds `coef * d dist(i, j) / d x_i` to `out` (length d). The
+    /// Euclidean derivative at distance 0 is taken as 0.
+    pub fn add_grad(&self, i: usize, j: usize, coef: f64, out: &mut [f64]) {
+        let (a, b) = (self.x.row(i), self.y.row(j));
+        match self.metric {
+            Metric::Euclidean => {
+                let dist = self.d2(i, j).sqrt();
+                if dist > 0.0 {
+                    let c = coef / dist;
+                    for ((o, u), v) in out.iter_mut().zip(a).zip(b) {
+                        *o += c * (u.to_f64() - v.to_f64());
+                    }
+                }
+            }
+            Metric::SqEuclidean => {
+                let c = 2.0 * coef;
+                for ((o, u), v) in out.iter_mut().zip(a).zip(b) {
+                    *o += c * (u.to_f64() - v.to_f64());
+                }
+            }
+            Metric::Cosine => {
+                // d = 1 - <a^, b^>;  d d / d a = -(b^ - <a^, b^> a^) / |a|.
+                let (sa, sb) = (self.sx.unwrap()[i], self.sy.unwrap()[j]);
+                let cos: f64 = a
+                    .iter()
+                    .zip(b)
+                    .map(|(u, v)| u.to_f64() * sa * v.to_f64() * sb)
+                    .sum();
+                let c = coef * sa;
+                for ((o, u), v) in out.iter_mut().zip(a).zip(b) {
+                    *o -= c * (v.to_f64() * sb - cos * u.to_f64() * sa);
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn sq_diff_sum<T: Real>(a: &[T], b: &[T], acc: &mut [f64; 4], diff: impl Fn(T, T) -> f64) {
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (u, v) in ca.zip(cb) {
+        for l in 0..4 {
+            let t = diff(u[l], v[l]);
+            acc[l] += t * t;
+        }
+    }
+    for (l, (u, v)) in ra.iter().zip(rb).enumerate() {
+        let t = diff(*u, *v);
+        acc[l] += t * t;
+    }
+}

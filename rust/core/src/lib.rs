@@ -1,0 +1,26 @@
+//! tripletcore-core: exact, tiled, parallel kernels for triplet-based
+//! metric learning. Knows nothing of Python; `tripletcore-python` binds it.
+//!
+//! Every kernel takes row-major matrices ([`Matrix`]) in f32 or f64 and
+//! integer labels, and returns indices that are exact (checked in f64,
+//! ties broken by the lowest index) and identical for any thread count.
+
+pub mod batch_hard;
+pub mod cdist;
+pub mod error;
+pub mod exact;
+pub mod loss;
+pub mod metric;
+pub mod prep;
+pub mod real;
+pub mod semi_hard;
+pub mod tile;
+
+pub use batch_hard::{batch_hard, BatchHard};
+pub use cdist::cdist;
+pub use error::{CoreError, Result};
+pub use loss::{triplet_margin_loss, LossOptions, LossOutput, Mining, Reduction};
+pub use metric::Metric;
+pub use prep::Matrix;
+pub use real::Real;
+pub use semi_hard::{semi_hard, Fallback, Triplets};

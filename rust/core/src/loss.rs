@@ -1,0 +1,363 @@
+//! The triplet margin loss and its exact gradient.
+//!
+//! Hard and semi-hard mining give an explicit list of triplets; their
+//! gradient terms are grouped by the row they act on and summed in a fixed
+//! order, so the result does not depend on the number of threads.
+//! Batch-all never lists triplets: per anchor, sorted negative distances
+//! and prefix sums give the loss, and each pair's gradient weight is a
+//! count from the same sort (recomputed in a second, gathering pass).
+
+use rayon::prelude::*;
+
+use crate::batch_hard::batch_hard;
+use crate::error::{CoreError, Result};
+use crate::exact::Exact;
+use crate::metric::Metric;
+use crate::prep::{check_labels, encode_labels, row_scales, Matrix};
+use crate::real::Real;
+use crate::semi_hard::{check_margin, mine, Fallback, Triplet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mining {
+    BatchHard,
+    SemiHard,
+    BatchAll,
+}
+
+impl Mining {
+    pub fn parse(name: &str) -> Result<Mining> {
+        match name {
+            "batch_hard" => Ok(Mining::BatchHard),
+            "semi_hard" => Ok(Mining::SemiHard),
+            "batch_all" => Ok(Mining::BatchAll),
+            other => Err(CoreError::InvalidValue {
+                arg: "mining",
+                detail: format!(
+                    "unknown mining {other:?}; expected 'batch_hard', 'semi_hard' or 'batch_all'"
+                ),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduction {
+    Mean,
+    Sum,
+    MeanNonzero,
+    /// Per-anchor sums.
+    None,
+}
+
+impl Reduction {
+    pub fn parse(name: &str) -> Result<Reduction> {
+        match name {
+            "mean" => Ok(Reduction::Mean),
+            "sum" => Ok(Reduction::Sum),
+            "mean_nonzero" => Ok(Reduction::MeanNonzero),
+            "none" => Ok(Reduction::None),
+            other => Err(CoreError::InvalidValue {
+                arg: "reduction",
+                detail: format!(
+                    "unknown reduction {other:?}; expected 'mean', 'sum', 'mean_nonzero' or 'none'"
+                ),
+            }),
+        }
+    }
+
+    /// Factor applied to the sum of triplet losses.
+    fn scale(self, triplets: f64, nonzero: f64) -> f64 {
+        let inv = |c: f64| if c > 0.0 { 1.0 / c } else { 0.0 };
+        match self {
+            Reduction::Mean => inv(triplets),
+            Reduction::MeanNonzero => inv(nonzero),
+            Reduction::Sum | Reduction::None => 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LossOptions {
+    pub margin: f64,
+    pub mining: Mining,
+    pub soft: bool,
+    pub reduction: Reduction,
+    pub fallback: Fallback,
+}
+
+#[derive(Debug, Clone)]
+pub struct LossOutput<T> {
+    /// The reduced loss (the total for `Reduction::None`).
+    pub loss: f64,
+    /// Per-anchor losses, for `Reduction::None` only.
+    pub per_anchor: Option<Vec<f64>>,
+    /// Gradient of `loss` with respect to X, row-major like X.
+    pub grad: Vec<T>,
+}
+
+#[inline]
+fn softplus(z: f64) -> f64 {
+    if z > 0.0 {
+        z + (-z).exp().ln_1p()
+    } else {
+        z.exp().ln_1p()
+    }
+}
+
+#[inline]
+fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Loss of one triplet and its derivative with respect to `d(a,p) - d(a,n)`.
+#[inline]
+fn term(dap: f64, dan: f64, margin: f64, soft: bool) -> (f64, f64) {
+    let z = dap - dan;
+    if soft {
+        (softplus(z), sigmoid(z))
+    } else {
+        let h = z + margin;
+        if h > 0.0 {
+            (h, 1.0)
+        } else {
+            (0.0, 0.0)
+        }
+    }
+}
+
+pub fn triplet_margin_loss<T: Real>(
+    x: &Matrix<T>,
+    labels: &[i64],
+    metric: Metric,
+    opts: LossOptions,
+) -> Result<LossOutput<T>> {
+    check_labels(labels, x.rows, "labels", "X")?;
+    check_margin(opts.margin, false)?;
+    let scales = row_scales(x, metric, "X")?;
+    let exact = Exact {
+        x: *x,
+        y: *x,
+        sx: scales.as_deref(),
+        sy: scales.as_deref(),
+        metric,
+    };
+    let (codes, _) = encode_labels(labels, None);
+    match opts.mining {
+        Mining::BatchHard => {
+            let bh = batch_hard(x, labels, None, metric)?;
+            let ts: Vec<Triplet> = (0..x.rows)
+                .filter(|&a| bh.pos_idx[a] >= 0 && bh.neg_idx[a] >= 0)
+                .map(|a| {
+                    let (p, n) = (bh.pos_idx[a] as usize, bh.neg_idx[a] as usize);
+                    Triplet {
+                        a: a as u32,
+                        p: p as u32,
+                        n: n as u32,
+                        dap: exact.dist(a, p),
+                        dan: exact.dist(a, n),
+                    }
+                })
+                .collect();
+            Ok(explicit_loss(&exact, &ts, opts))
+        }
+        Mining::SemiHard => {
+            let ts = mine(&exact, &codes, opts.margin, opts.fallback);
+            Ok(explicit_loss(&exact, &ts, opts))
+        }
+        Mining::BatchAll => Ok(batch_all_loss(&exact, &codes, opts)),
+    }
+}
+
+fn explicit_loss<T: Real>(exact: &Exact<T>, ts: &[Triplet], opts: LossOptions) -> LossOutput<T> {
+    let (n, d) = (exact.x.rows, exact.x.cols);
+    let terms: Vec<(f64, f64)> = ts
+        .iter()
+        .map(|t| term(t.dap, t.dan, opts.margin, opts.soft))
+        .collect();
+    let nonzero = terms.iter().filter(|t| t.0 > 0.0).count() as f64;
+    let scale = opts.reduction.scale(ts.len() as f64, nonzero);
+    let total: f64 = terms.iter().map(|t| t.0).sum();
+    let per_anchor = (opts.reduction == Reduction::None).then(|| {
+        let mut v = vec![0.0; n];
+        for (t, l) in ts.iter().zip(&terms) {
+            v[t.a as usize] += l.0;
+        }
+        v
+    });
+    // Gradient terms (row acted on, other row, weight on d(row, other)).
+    let mut entries: Vec<(u32, u32, f64)> = Vec::with_capacity(4 * ts.len());
+    for (t, &(_, g)) in ts.iter().zip(&terms) {
+        if g != 0.0 {
+            let g = g * scale;
+            entries.extend([(t.a, t.p, g), (t.p, t.a, g), (t.a, t.n, -g), (t.n, t.a, -g)]);
+        }
+    }
+    // Stable counting sort by row, so every row sums its terms in one order.
+    let mut start = vec![0usize; n + 1];
+    for e in &entries {
+        start[e.0 as usize + 1] += 1;
+    }
+    for i in 0..n {
+        start[i + 1] += start[i];
+    }
+    let mut fill = start.clone();
+    let mut sorted = vec![(0u32, 0.0f64); entries.len()];
+    for e in &entries {
+        sorted[fill[e.0 as usize]] = (e.1, e.2);
+        fill[e.0 as usize] += 1;
+    }
+    let mut grad = vec![T::ZERO; n * d];
+    grad.par_chunks_mut(d).enumerate().for_each_init(
+        || vec![0.0f64; d],
+        |buf, (i, out)| {
+            buf.fill(0.0);
+            for &(j, w) in &sorted[start[i]..start[i + 1]] {
+                exact.add_grad(i, j as usize, w, buf);
+            }
+            for (o, v) in out.iter_mut().zip(buf.iter()) {
+                *o = T::from_f64(*v);
+            }
+        },
+    );
+    LossOutput {
+        loss: total
+            * if opts.reduction == Reduction::None {
+                1.0
+            } else {
+                scale
+            },
+        per_anchor,
+        grad,
+    }
+}
+
+/// Per-anchor bookkeeping of batch-all: sorted positive distances and the
+/// derivative of the anchor's loss with respect to each of them.
+struct AnchorSummary {
+    loss: f64,
+    triplets: f64,
+    nonzero: f64,
+    pos_sorted: Vec<f64>,
+    pos_weight: Vec<f64>,
+}
+
+fn batch_all_loss<T: Real>(exact: &Exact<T>, codes: &[u32], opts: LossOptions) -> LossOutput<T> {
+    let (n, d) = (exact.x.rows, exact.x.cols);
+    let (m, soft) = (opts.margin, opts.soft);
+    let summaries: Vec<AnchorSummary> = (0..n)
+        .into_par_iter()
+        .map_init(
+            || (Vec::<f64>::new(), Vec::<f64>::new(), Vec::<f64>::new()),
+            |(pos, neg, prefix), a| {
+                pos.clear();
+                neg.clear();
+                for j in 0..n {
+                    if j == a {
+                        continue;
+                    }
+                    let v = exact.dist(a, j);
+                    if codes[j] == codes[a] {
+                        pos.push(v);
+                    } else {
+                        neg.push(v);
+                    }
+                }
+                pos.sort_unstable_by(f64::total_cmp);
+                neg.sort_unstable_by(f64::total_cmp);
+                let mut s = AnchorSummary {
+                    loss: 0.0,
+                    triplets: (pos.len() * neg.len()) as f64,
+                    nonzero: 0.0,
+                    pos_sorted: pos.clone(),
+                    pos_weight: Vec::with_capacity(pos.len()),
+                };
+                if soft {
+                    for &p in pos.iter() {
+                        let mut w = 0.0;
+                        for &q in neg.iter() {
+                            let l = softplus(p - q);
+                            s.loss += l;
+                            s.nonzero += (l > 0.0) as u8 as f64;
+                            w += sigmoid(p - q);
+                        }
+                        s.pos_weight.push(w);
+                    }
+                } else {
+                    prefix.clear();
+                    prefix.push(0.0);
+                    let mut acc = 0.0;
+                    for &q in neg.iter() {
+                        acc += q;
+                        prefix.push(acc);
+                    }
+                    for &p in pos.iter() {
+                        // Active negatives: p - q + m > 0, a prefix of the sorted q.
+                        let k = neg.partition_point(|&q| p - q + m > 0.0);
+                        s.loss += k as f64 * (p + m) - prefix[k];
+                        s.nonzero += k as f64;
+                        s.pos_weight.push(k as f64);
+                    }
+                }
+                s
+            },
+        )
+        .collect();
+    let triplets: f64 = summaries.iter().map(|s| s.triplets).sum();
+    let nonzero: f64 = summaries.iter().map(|s| s.nonzero).sum();
+    let total: f64 = summaries.iter().map(|s| s.loss).sum();
+    let scale = opts.reduction.scale(triplets, nonzero);
+
+    // d loss_a / d d(a, j) for anchor a's summary and the distance v = d(a, j).
+    let weight = |s: &AnchorSummary, positive: bool, v: f64| -> f64 {
+        if positive {
+            let k = s.pos_sorted.partition_point(|&p| p < v);
+            debug_assert!(s.pos_sorted[k] == v);
+            s.pos_weight[k]
+        } else if soft {
+            -s.pos_sorted.iter().map(|&p| sigmoid(p - v)).sum::<f64>()
+        } else {
+            let inactive = s.pos_sorted.partition_point(|&p| p - v + m <= 0.0);
+            -((s.pos_sorted.len() - inactive) as f64)
+        }
+    };
+    let mut grad = vec![T::ZERO; n * d];
+    grad.par_chunks_mut(d).enumerate().for_each_init(
+        || vec![0.0f64; d],
+        |buf, (t, out)| {
+            buf.fill(0.0);
+            for j in 0..n {
+                if j == t {
+                    continue;
+                }
+                let positive = codes[j] == codes[t];
+                if positive && summaries[t].pos_sorted.is_empty() {
+                    continue;
+                }
+                let v = exact.dist(t, j);
+                let w = weight(&summaries[t], positive, v) + weight(&summaries[j], positive, v);
+                if w != 0.0 {
+                    exact.add_grad(t, j, w * scale, buf);
+                }
+            }
+            for (o, v) in out.iter_mut().zip(buf.iter()) {
+                *o = T::from_f64(*v);
+            }
+        },
+    );
+    let per_anchor =
+        (opts.reduction == Reduction::None).then(|| summaries.iter().map(|s| s.loss).collect());
+    LossOutput {
+        loss: if opts.reduction == Reduction::None {
+            total
+        } else {
+            total * scale
+        },
+        per_anchor,
+        grad,
+    }
+}

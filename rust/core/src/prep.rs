@@ -1,0 +1,307 @@
+//! Input views, validation, and the transformed copies the tiled kernels
+//! read (centred or unit-normalised rows, packed column panels).
+
+use rayon::prelude::*;
+
+use crate::error::{CoreError, Result};
+use crate::metric::Metric;
+use crate::real::Real;
+
+/// A borrowed row-major matrix.
+#[derive(Debug, Clone, Copy)]
+pub struct Matrix<'a, T> {
+    pub data: &'a [T],
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl<'a, T: Real> Matrix<'a, T> {
+    /// Checks the shape and that every value is finite.
+    pub fn new(data: &'a [T], rows: usize, cols: usize, arg: &'static str) -> Result<Self> {
+        if rows == 0 || cols == 0 {
+            return Err(CoreError::Empty { arg });
+        }
+        if data.len() != rows * cols {
+            return Err(CoreError::Shape {
+                arg,
+                detail: format!("buffer of {} values is not {rows} x {cols}", data.len()),
+            });
+        }
+        let finite = data
+            .par_chunks(1 << 14)
+            .all(|c| c.iter().all(|v| v.to_f64().is_finite()));
+        if !finite {
+            return Err(CoreError::NonFinite { arg });
+        }
+        Ok(Matrix { data, rows, cols })
+    }
+
+    #[inline(always)]
+    pub fn row(&self, i: usize) -> &'a [T] {
+        &self.data[i * self.cols..(i + 1) * self.cols]
+    }
+}
+
+/// Checks that `labels` has one entry per row of the matrix named `of`.
+pub fn check_labels(labels: &[i64], rows: usize, arg: &'static str, of: &str) -> Result<()> {
+    if labels.len() != rows {
+        return Err(CoreError::Shape {
+            arg,
+            detail: format!("has {} entries but {of} has {rows} rows", labels.len()),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that two matrices have the same number of columns.
+pub fn check_same_dim<T>(x: &Matrix<T>, y: &Matrix<T>) -> Result<()> {
+    if x.cols != y.cols {
+        return Err(CoreError::Shape {
+            arg: "Y",
+            detail: format!("has {} features but X has {}", y.cols, x.cols),
+        });
+    }
+    Ok(())
+}
+
+/// Maps labels of both sets to dense codes `0..k` (equal labels, equal codes).
+pub fn encode_labels(a: &[i64], b: Option<&[i64]>) -> (Vec<u32>, Vec<u32>) {
+    let mut uniq: Vec<i64> = a.iter().chain(b.unwrap_or(&[]).iter()).copied().collect();
+    uniq.par_sort_unstable();
+    uniq.dedup();
+    let code = |v: &i64| uniq.binary_search(v).expect("label present") as u32;
+    let ca = a.par_iter().map(code).collect();
+    let cb = b.map_or_else(Vec::new, |b| b.par_iter().map(code).collect());
+    (ca, cb)
+}
+
+/// Per-row scale factors of the metric: `1/|x|` for cosine, none otherwise.
+pub fn row_scales<T: Real>(
+    m: &Matrix<T>,
+    metric: Metric,
+    arg: &'static str,
+) -> Result<Option<Vec<f64>>> {
+    if !metric.normalizes() {
+        return Ok(None);
+    }
+    let scales: Vec<f64> = (0..m.rows)
+        .into_par_iter()
+        .map(|i| {
+            let n2: f64 = m.row(i).iter().map(|v| v.to_f64() * v.to_f64()).sum();
+            1.0 / n2.sqrt()
+        })
+        .collect();
+    if let Some(row) = scales.iter().position(|s| !s.is_finite()) {
+        return Err(CoreError::ZeroNorm { arg, row });
+    }
+    Ok(Some(scales))
+}
+
+/// The affine map applied before the fast (approximate) kernels: rows are
+/// shifted by `center` (Euclidean metrics: the common mean, which keeps the
+/// expansion `|x|^2 + |y|^2 - 2 x.y` from cancelling) or scaled to unit norm.
+pub struct Transform<'s> {
+    center: Vec<f64>,
+    scales_x: Option<&'s [f64]>,
+    scales_y: Option<&'s [f64]>,
+}
+
+impl<'s> Transform<'s> {
+    /// No shift: rows are only scaled (used where distances are taken
+    /// directly from coordinate differences).
+    pub fn scaling_only(
+        d: usize,
+        scales_x: Option<&'s [f64]>,
+        scales_y: Option<&'s [f64]>,
+    ) -> Self {
+        Transform {
+            center: vec![0.0; d],
+            scales_x,
+            scales_y,
+        }
+    }
+
+    pub fn new<T: Real>(
+        x: &Matrix<T>,
+        y: Option<&Matrix<T>>,
+        scales_x: Option<&'s [f64]>,
+        scales_y: Option<&'s [f64]>,
+    ) -> Self {
+        let d = x.cols;
+        let center = if scales_x.is_some() {
+            vec![0.0; d]
+        } else {
+            let mut sum = column_sums(x);
+            let mut count = x.rows;
+            if let Some(y) = y {
+                for (s, v) in sum.iter_mut().zip(column_sums(y)) {
+                    *s += v;
+                }
+                count += y.rows;
+            }
+            sum.iter().map(|s| s / count as f64).collect()
+        };
+        Transform {
+            center,
+            scales_x,
+            scales_y,
+        }
+    }
+
+    #[inline]
+    fn apply<T: Real>(&self, row: &[T], scale: f64, out: &mut [T]) -> f64 {
+        let mut norm2 = 0.0;
+        for ((o, v), c) in out.iter_mut().zip(row).zip(&self.center) {
+            let t = T::from_f64((v.to_f64() - c) * scale);
+            *o = t;
+            norm2 += t.to_f64() * t.to_f64();
+        }
+        norm2
+    }
+}
+
+fn column_sums<T: Real>(m: &Matrix<T>) -> Vec<f64> {
+    (0..m.rows)
+        .into_par_iter()
+        .fold(
+            || vec![0.0f64; m.cols],
+            |mut acc, i| {
+                for (a, v) in acc.iter_mut().zip(m.row(i)) {
+                    *a += v.to_f64();
+                }
+                acc
+            },
+        )
+        .reduce(
+            || vec![0.0f64; m.cols],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x += y;
+                }
+                a
+            },
+        )
+}
+
+/// Transformed anchor rows, padded with zero rows to a multiple of `mr`.
+pub struct Anchors<T> {
+    pub rows: Vec<T>,
+    pub norms: Vec<T>,
+    pub n: usize,
+    pub d: usize,
+}
+
+/// Transformed reference rows packed in panels of `nr` columns, each panel
+/// stored k-major (`panel[k * nr + c]`) so the micro-kernel loads a row of
+/// `nr` values per k. Padding columns have norm +inf and label `u32::MAX`.
+pub struct Panels<T> {
+    pub data: Vec<T>,
+    pub norms: Vec<T>,
+    pub labels: Vec<u32>,
+    pub max_norm: Vec<T>,
+    pub n: usize,
+    pub d: usize,
+    pub nr: usize,
+}
+
+impl<T: Real> Panels<T> {
+    pub fn count(&self) -> usize {
+        self.max_norm.len()
+    }
+    #[inline(always)]
+    pub fn panel(&self, p: usize) -> &[T] {
+        &self.data[p * self.d * self.nr..(p + 1) * self.d * self.nr]
+    }
+}
+
+/// Largest squared norm the expansion may see before `T` overflows.
+fn check_magnitude<T: Real>(max_norm2: f64, arg: &'static str) -> Result<()> {
+    if max_norm2 > T::MAX_FINITE / 64.0 {
+        return Err(CoreError::TooLarge { arg });
+    }
+    Ok(())
+}
+
+pub fn prepare_anchors<T: Real>(
+    x: &Matrix<T>,
+    tf: &Transform,
+    mr: usize,
+    arg: &'static str,
+) -> Result<Anchors<T>> {
+    let (n, d) = (x.rows, x.cols);
+    let padded = n.div_ceil(mr) * mr;
+    let mut rows = vec![T::ZERO; padded * d];
+    let mut norms = vec![T::ZERO; padded];
+    let max = rows
+        .par_chunks_mut(d)
+        .zip(norms.par_iter_mut())
+        .enumerate()
+        .take(n)
+        .map(|(i, (out, nrm))| {
+            let s = tf.scales_x.map_or(1.0, |s| s[i]);
+            let n2 = tf.apply(x.row(i), s, out);
+            *nrm = T::from_f64(n2);
+            n2
+        })
+        .reduce(|| 0.0, f64::max);
+    check_magnitude::<T>(max, arg)?;
+    Ok(Anchors { rows, norms, n, d })
+}
+
+/// Packs `y` (already validated) into panels; `use_x_scales` selects which
+/// scale vector of the transform applies (the symmetric case reuses X's).
+pub fn prepare_panels<T: Real>(
+    y: &Matrix<T>,
+    labels: &[u32],
+    tf: &Transform,
+    use_x_scales: bool,
+    nr: usize,
+    arg: &'static str,
+) -> Result<Panels<T>> {
+    let (n, d) = (y.rows, y.cols);
+    let np = n.div_ceil(nr);
+    let scales = if use_x_scales {
+        tf.scales_x
+    } else {
+        tf.scales_y
+    };
+    let mut data = vec![T::ZERO; np * d * nr];
+    let mut norms = vec![T::INFINITY; np * nr];
+    let mut plabels = vec![u32::MAX; np * nr];
+    let mut max_norm = vec![T::ZERO; np];
+    data.par_chunks_mut(d * nr)
+        .zip(norms.par_chunks_mut(nr))
+        .zip(plabels.par_chunks_mut(nr))
+        .zip(max_norm.par_iter_mut())
+        .enumerate()
+        .for_each(|(p, (((panel, pn), pl), pmax))| {
+            let mut buf = vec![T::ZERO; d];
+            let mut m = 0.0f64;
+            for c in 0..nr {
+                let j = p * nr + c;
+                if j >= n {
+                    break;
+                }
+                let s = scales.map_or(1.0, |s| s[j]);
+                let n2 = tf.apply(y.row(j), s, &mut buf);
+                for (k, v) in buf.iter().enumerate() {
+                    panel[k * nr + c] = *v;
+                }
+                pn[c] = T::from_f64(n2);
+                pl[c] = labels.get(j).copied().unwrap_or(0);
+                m = m.max(n2);
+            }
+            *pmax = T::from_f64(m);
+        });
+    let max = max_norm.iter().map(|v| v.to_f64()).fold(0.0, f64::max);
+    check_magnitude::<T>(max, arg)?;
+    Ok(Panels {
+        data,
+        norms,
+        labels: plabels,
+        max_norm,
+        n,
+        d,
+        nr,
+    })
+}

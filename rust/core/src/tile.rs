@@ -1,0 +1,96 @@
+//! The register-blocked micro-kernel and the cache-blocked loop around it.
+//!
+//! A tile is `MR` anchor rows against one panel of `NR` reference columns;
+//! its `MR x NR` accumulators stay in registers and are handed to an
+//! epilogue closure, so the distance matrix is never written out.
+
+use crate::prep::{Anchors, Panels};
+use crate::real::Real;
+
+/// Bytes of reference panels kept hot while a group of anchor rows sweeps them.
+const PANEL_BLOCK_BYTES: usize = 192 * 1024;
+
+/// Whether the AVX2 + FMA code path can run on this CPU.
+pub fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `acc[r][c] = sum_k a[r][k] * b[k][c]`, or with `SQDIFF`
+/// `sum_k (a[r][k] - b[k][c])^2`.
+#[inline(always)]
+fn micro_tile<T: Real, const MR: usize, const NR: usize, const FMA: bool, const SQDIFF: bool>(
+    a: &[T],
+    d: usize,
+    panel: &[T],
+    acc: &mut [[T; NR]; MR],
+) {
+    assert!(a.len() >= MR * d && panel.len() >= NR * d);
+    *acc = [[T::ZERO; NR]; MR];
+    for (k, b) in panel.chunks_exact(NR).take(d).enumerate() {
+        let b: &[T; NR] = b.try_into().unwrap();
+        for r in 0..MR {
+            // SAFETY: r * d + k < MR * d <= a.len(), asserted above.
+            let ar = unsafe { *a.get_unchecked(r * d + k) };
+            let row = &mut acc[r];
+            for c in 0..NR {
+                let (x, y) = if SQDIFF {
+                    (ar - b[c], ar - b[c])
+                } else {
+                    (ar, b[c])
+                };
+                row[c] = if FMA {
+                    x.fused_mul_add(y, row[c])
+                } else {
+                    row[c] + x * y
+                };
+            }
+        }
+    }
+}
+
+/// Visits every tile of anchor rows `rows` (a range whose start is a
+/// multiple of `MR`) against all panels, calling `epilogue(first_row,
+/// panel, acc)`. Panels are swept in blocks that stay in cache.
+#[inline(always)]
+pub fn for_each_tile<T, const MR: usize, const NR: usize, const FMA: bool, const SQDIFF: bool, F>(
+    anchors: &Anchors<T>,
+    panels: &Panels<T>,
+    rows: std::ops::Range<usize>,
+    mut epilogue: F,
+) where
+    T: Real,
+    F: FnMut(usize, usize, &[[T; NR]; MR]),
+{
+    debug_assert_eq!(panels.nr, NR);
+    let d = anchors.d;
+    let per_block = (PANEL_BLOCK_BYTES / (d * NR * std::mem::size_of::<T>())).max(1);
+    let np = panels.count();
+    let mut acc = [[T::ZERO; NR]; MR];
+    let mut p0 = 0;
+    while p0 < np {
+        let p1 = (p0 + per_block).min(np);
+        let mut r = rows.start;
+        while r < rows.end {
+            let a = &anchors.rows[r * d..(r + MR) * d];
+            for p in p0..p1 {
+                micro_tile::<T, MR, NR, FMA, SQDIFF>(a, d, panels.panel(p), &mut acc);
+                epilogue(r, p, &acc);
+            }
+            r += MR;
+        }
+        p0 = p1;
+    }
+}
+
+/// Tile shape for an element type: `(MR, NR)` is 6 x 16 for f32 and 6 x 8
+/// for f64, twelve 256-bit accumulators either way.
+pub fn is_f32<T: 'static>() -> bool {
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+}

@@ -1,0 +1,231 @@
+//! `tripletcore._core`: converts NumPy arrays to `tripletcore-core` views,
+//! releases the GIL around every kernel, and maps core errors to Python
+//! exceptions in one place. All argument conversion beyond float32/float64
+//! and int64 happens in the Python layer.
+
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::IntoPyObjectExt;
+use tripletcore_core as core;
+use tripletcore_core::{CoreError, Fallback, LossOptions, Matrix, Metric, Mining, Real, Reduction};
+
+fn to_py(e: CoreError) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// A float32 or float64 C-contiguous 2-D array.
+enum Floats<'py> {
+    F32(PyReadonlyArray2<'py, f32>),
+    F64(PyReadonlyArray2<'py, f64>),
+}
+
+fn floats<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Floats<'py>> {
+    if let Ok(a) = obj.extract::<PyReadonlyArray2<f32>>() {
+        return Ok(Floats::F32(a));
+    }
+    if let Ok(a) = obj.extract::<PyReadonlyArray2<f64>>() {
+        return Ok(Floats::F64(a));
+    }
+    Err(PyTypeError::new_err(format!(
+        "{arg} must be a 2-D float32 or float64 numpy array"
+    )))
+}
+
+fn matrix<'a, T: Real + numpy::Element>(
+    a: &'a PyReadonlyArray2<'_, T>,
+    arg: &'static str,
+) -> PyResult<Matrix<'a, T>> {
+    let (rows, cols) = (a.shape()[0], a.shape()[1]);
+    let data = a
+        .as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{arg} must be C-contiguous")))?;
+    Matrix::new(data, rows, cols, arg).map_err(to_py)
+}
+
+fn other<'py, T: numpy::Element>(
+    obj: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Option<PyReadonlyArray2<'py, T>>> {
+    obj.map(|o| {
+        o.extract::<PyReadonlyArray2<T>>()
+            .map_err(|_| PyTypeError::new_err("Y must be a 2-D numpy array of the same dtype as X"))
+    })
+    .transpose()
+}
+
+fn labels_slice<'a>(a: &'a PyReadonlyArray1<'_, i64>, arg: &str) -> PyResult<&'a [i64]> {
+    a.as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{arg} must be C-contiguous")))
+}
+
+/// Dispatches a generic body over the float dtype of `x`.
+macro_rules! by_dtype {
+    ($x:expr, $arg:expr, |$a:ident : $t:ident| $body:expr) => {
+        match floats($x, $arg)? {
+            Floats::F32($a) => {
+                type $t = f32;
+                $body
+            }
+            Floats::F64($a) => {
+                type $t = f64;
+                $body
+            }
+        }
+    };
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, y, metric))]
+fn cdist<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    y: Option<&Bound<'py, PyAny>>,
+    metric: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let metric = Metric::parse(metric).map_err(to_py)?;
+    by_dtype!(x, "X", |xa: F| {
+        let ya = other::<F>(y)?;
+        let xm = matrix(&xa, "X")?;
+        let ym = ya.as_ref().map(|a| matrix(a, "Y")).transpose()?;
+        let m = ym.as_ref().map_or(xm.rows, |y| y.rows);
+        let out = py
+            .detach(|| core::cdist(&xm, ym.as_ref(), metric))
+            .map_err(to_py)?;
+        PyArray1::from_vec(py, out)
+            .reshape([xm.rows, m])?
+            .into_bound_py_any(py)
+    })
+}
+
+type Arrays4<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+);
+
+#[pyfunction]
+#[pyo3(signature = (x, labels, metric, y, ref_labels))]
+fn batch_hard<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    labels: PyReadonlyArray1<'py, i64>,
+    metric: &str,
+    y: Option<&Bound<'py, PyAny>>,
+    ref_labels: Option<PyReadonlyArray1<'py, i64>>,
+) -> PyResult<Arrays4<'py>> {
+    let metric = Metric::parse(metric).map_err(to_py)?;
+    let lab = labels_slice(&labels, "labels")?;
+    let rlab = ref_labels
+        .as_ref()
+        .map(|r| labels_slice(r, "ref_labels"))
+        .transpose()?;
+    by_dtype!(x, "X", |xa: F| {
+        let ya = other::<F>(y)?;
+        let xm = matrix(&xa, "X")?;
+        let ym = ya.as_ref().map(|a| matrix(a, "Y")).transpose()?;
+        let reference = match (ym.as_ref(), rlab) {
+            (Some(y), Some(r)) => Some((y, r)),
+            (None, None) => None,
+            _ => {
+                return Err(PyValueError::new_err(
+                    "Y and ref_labels must be given together",
+                ))
+            }
+        };
+        let r = py
+            .detach(|| core::batch_hard(&xm, lab, reference, metric))
+            .map_err(to_py)?;
+        Ok((
+            PyArray1::from_vec(py, r.pos_idx).into_any(),
+            PyArray1::from_vec(py, r.pos_dist).into_any(),
+            PyArray1::from_vec(py, r.neg_idx).into_any(),
+            PyArray1::from_vec(py, r.neg_dist).into_any(),
+        ))
+    })
+}
+
+type Arrays5<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+);
+
+#[pyfunction]
+#[pyo3(signature = (x, labels, margin, metric, fallback))]
+fn semi_hard<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    labels: PyReadonlyArray1<'py, i64>,
+    margin: f64,
+    metric: &str,
+    fallback: &str,
+) -> PyResult<Arrays5<'py>> {
+    let metric = Metric::parse(metric).map_err(to_py)?;
+    let fallback = Fallback::parse(fallback).map_err(to_py)?;
+    let lab = labels_slice(&labels, "labels")?;
+    by_dtype!(x, "X", |xa: F| {
+        let xm = matrix(&xa, "X")?;
+        let t = py
+            .detach(|| core::semi_hard::<F>(&xm, lab, margin, metric, fallback))
+            .map_err(to_py)?;
+        Ok((
+            PyArray1::from_vec(py, t.anchor).into_any(),
+            PyArray1::from_vec(py, t.positive).into_any(),
+            PyArray1::from_vec(py, t.negative).into_any(),
+            PyArray1::from_vec(py, t.pos_dist).into_any(),
+            PyArray1::from_vec(py, t.neg_dist).into_any(),
+        ))
+    })
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, labels, margin, mining, metric, soft, reduction, fallback))]
+#[allow(clippy::too_many_arguments)]
+fn triplet_margin_loss<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    labels: PyReadonlyArray1<'py, i64>,
+    margin: f64,
+    mining: &str,
+    metric: &str,
+    soft: bool,
+    reduction: &str,
+    fallback: &str,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let opts = LossOptions {
+        margin,
+        mining: Mining::parse(mining).map_err(to_py)?,
+        soft,
+        reduction: Reduction::parse(reduction).map_err(to_py)?,
+        fallback: Fallback::parse(fallback).map_err(to_py)?,
+    };
+    let metric = Metric::parse(metric).map_err(to_py)?;
+    let lab = labels_slice(&labels, "labels")?;
+    by_dtype!(x, "X", |xa: F| {
+        let xm = matrix(&xa, "X")?;
+        let out = py
+            .detach(|| core::triplet_margin_loss::<F>(&xm, lab, metric, opts))
+            .map_err(to_py)?;
+        let grad = PyArray1::from_vec(py, out.grad)
+            .reshape([xm.rows, xm.cols])?
+            .into_any();
+        let loss = match out.per_anchor {
+            Some(v) => PyArray1::from_vec(py, v).into_any(),
+            None => out.loss.into_bound_py_any(py)?,
+        };
+        Ok((loss, grad))
+    })
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(cdist, m)?)?;
+    m.add_function(wrap_pyfunction!(batch_hard, m)?)?;
+    m.add_function(wrap_pyfunction!(semi_hard, m)?)?;
+    m.add_function(wrap_pyfunction!(triplet_margin_loss, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
