@@ -57,7 +57,7 @@ pub(crate) struct Triplet {
 }
 
 pub(crate) fn check_margin(margin: f64, allow_inf: bool) -> Result<()> {
-    if !(margin >= 0.0) || (!allow_inf && margin.is_infinite()) {
+    if margin.is_nan() || margin < 0.0 || (!allow_inf && margin.is_infinite()) {
         let what = if allow_inf {
             "a number >= 0 (or inf)"
         } else {

@@ -35,10 +35,9 @@ fn micro_tile<T: Real, const MR: usize, const NR: usize, const FMA: bool, const 
     *acc = [[T::ZERO; NR]; MR];
     for (k, b) in panel.chunks_exact(NR).take(d).enumerate() {
         let b: &[T; NR] = b.try_into().unwrap();
-        for r in 0..MR {
+        for (r, row) in acc.iter_mut().enumerate() {
             // SAFETY: r * d + k < MR * d <= a.len(), asserted above.
             let ar = unsafe { *a.get_unchecked(r * d + k) };
-            let row = &mut acc[r];
             for c in 0..NR {
                 let (x, y) = if SQDIFF {
                     (ar - b[c], ar - b[c])
