@@ -28,48 +28,63 @@ fn run<T: Real, const MR: usize, const NR: usize>(
     y: Option<&Matrix<T>>,
     metric: Metric,
 ) -> Result<Vec<T>> {
-    let sx = row_scales(x, metric, "X")?;
-    let sy = match y {
-        Some(y) => row_scales(y, metric, "Y")?,
-        None => None,
-    };
-    let tf = Transform::scaling_only(x.cols, sx.as_deref(), sy.as_deref());
-    let anchors = prepare_anchors(x, &tf, MR, "X")?;
-    let yy = y.copied().unwrap_or(*x);
-    let panels = prepare_panels(
-        &yy,
-        &[],
-        &tf,
-        y.is_none(),
-        NR,
-        if y.is_some() { "Y" } else { "X" },
-    )?;
-    let (n, m) = (x.rows, yy.rows);
-    let mut out = vec![T::ZERO; n * m];
-    let avx2 = has_avx2_fma();
+    let blocks = DistanceBlocks::<T, MR, NR>::new(x, y, metric)?;
+    let m = blocks.panels.n;
+    let mut out = vec![T::ZERO; x.rows * m];
     out.par_chunks_mut(MR * m)
         .enumerate()
-        .for_each(|(g, block)| {
-            fill_rows::<T, MR, NR>(&anchors, &panels, g * MR, block, metric, avx2);
-        });
+        .for_each(|(g, block)| blocks.fill(g * MR, block));
     Ok(out)
 }
 
-fn fill_rows<T: Real, const MR: usize, const NR: usize>(
-    anchors: &Anchors<T>,
-    panels: &Panels<T>,
-    r0: usize,
-    block: &mut [T],
+/// Distances from blocks of rows of X to every row of Y (or X), computed by
+/// the tiled kernel from coordinate differences in the input precision.
+/// On (X, X) the value for (i, j) equals the value for (j, i) bit for bit.
+pub(crate) struct DistanceBlocks<T, const MR: usize, const NR: usize> {
+    anchors: Anchors<T>,
+    pub(crate) panels: Panels<T>,
     metric: Metric,
     avx2: bool,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-        return unsafe { fill_rows_avx2::<T, MR, NR>(anchors, panels, r0, block, metric) };
+}
+
+impl<T: Real, const MR: usize, const NR: usize> DistanceBlocks<T, MR, NR> {
+    pub(crate) fn new(x: &Matrix<T>, y: Option<&Matrix<T>>, metric: Metric) -> Result<Self> {
+        let sx = row_scales(x, metric, "X")?;
+        let sy = match y {
+            Some(y) => row_scales(y, metric, "Y")?,
+            None => None,
+        };
+        let tf = Transform::scaling_only(x.cols, sx.as_deref(), sy.as_deref());
+        let anchors = prepare_anchors(x, &tf, MR, "X")?;
+        let yy = y.copied().unwrap_or(*x);
+        let panels = prepare_panels(
+            &yy,
+            &[],
+            &tf,
+            y.is_none(),
+            NR,
+            if y.is_some() { "Y" } else { "X" },
+        )?;
+        Ok(DistanceBlocks {
+            anchors,
+            panels,
+            metric,
+            avx2: has_avx2_fma(),
+        })
     }
-    let _ = avx2;
-    fill_rows_impl::<T, MR, NR, false>(anchors, panels, r0, block, metric)
+
+    /// Fills `block` (rows `r0..` of the output, `block.len() / m` of them,
+    /// `r0` a multiple of `MR`) with distances in the metric's units.
+    pub(crate) fn fill(&self, r0: usize, block: &mut [T]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+            return unsafe {
+                fill_rows_avx2::<T, MR, NR>(&self.anchors, &self.panels, r0, block, self.metric)
+            };
+        }
+        fill_rows_impl::<T, MR, NR, false>(&self.anchors, &self.panels, r0, block, self.metric)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -95,11 +110,16 @@ fn fill_rows_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool>(
     let m = panels.n;
     let rows_here = block.len() / m;
     let half = T::from_f64(0.5);
-    for_each_tile::<T, MR, NR, FMA, true, _>(anchors, panels, r0..r0 + MR, |_, p, acc| {
+    let end = r0 + rows_here.div_ceil(MR) * MR;
+    for_each_tile::<T, MR, NR, FMA, true, _>(anchors, panels, r0..end, |r, p, acc| {
         let c0 = p * NR;
         let width = NR.min(m - c0);
-        for (rr, d2row) in acc.iter().enumerate().take(rows_here) {
-            let out = &mut block[rr * m + c0..rr * m + c0 + width];
+        for (rr, d2row) in acc.iter().enumerate() {
+            let row = r - r0 + rr;
+            if row >= rows_here {
+                break;
+            }
+            let out = &mut block[row * m + c0..row * m + c0 + width];
             for (o, &v) in out.iter_mut().zip(d2row) {
                 *o = match metric {
                     Metric::Euclidean => T::from_f64(v.to_f64().sqrt()),

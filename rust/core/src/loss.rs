@@ -10,12 +10,14 @@
 use rayon::prelude::*;
 
 use crate::batch_hard::batch_hard;
+use crate::cdist::DistanceBlocks;
 use crate::error::{CoreError, Result};
 use crate::exact::Exact;
 use crate::metric::Metric;
 use crate::prep::{check_labels, encode_labels, row_scales, Matrix};
 use crate::real::Real;
 use crate::semi_hard::{check_margin, mine, Fallback, Triplet};
+use crate::tile::is_f32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mining {
@@ -169,7 +171,7 @@ pub fn triplet_margin_loss<T: Real>(
             let ts = mine(&exact, &codes, opts.margin, opts.fallback);
             Ok(explicit_loss(&exact, &ts, opts))
         }
-        Mining::BatchAll => Ok(batch_all_loss(&exact, &codes, opts)),
+        Mining::BatchAll => batch_all_loss(x, &exact, &codes, opts),
     }
 }
 
@@ -246,73 +248,133 @@ struct AnchorSummary {
     pos_weight: Vec<f64>,
 }
 
-fn batch_all_loss<T: Real>(exact: &Exact<T>, codes: &[u32], opts: LossOptions) -> LossOutput<T> {
-    let (n, d) = (exact.x.rows, exact.x.cols);
+/// Anchor rows per block of the batch-all passes (a multiple of the tile height).
+const BLOCK: usize = 48;
+
+fn batch_all_loss<T: Real>(
+    x: &Matrix<T>,
+    exact: &Exact<T>,
+    codes: &[u32],
+    opts: LossOptions,
+) -> Result<LossOutput<T>> {
+    if is_f32::<T>() {
+        batch_all_blocks::<T, 6, 16>(x, exact, codes, opts)
+    } else {
+        batch_all_blocks::<T, 6, 8>(x, exact, codes, opts)
+    }
+}
+
+/// One anchor's loss from its distance row: sort, prefix sums, counts.
+fn summarize(
+    row: &[f64],
+    codes: &[u32],
+    a: usize,
+    opts: LossOptions,
+    scratch: &mut (Vec<f64>, Vec<f64>),
+) -> AnchorSummary {
     let (m, soft) = (opts.margin, opts.soft);
-    let summaries: Vec<AnchorSummary> = (0..n)
+    let (pos, neg) = scratch;
+    pos.clear();
+    neg.clear();
+    for (j, &v) in row.iter().enumerate() {
+        if j == a {
+            continue;
+        }
+        if codes[j] == codes[a] {
+            pos.push(v);
+        } else {
+            neg.push(v);
+        }
+    }
+    pos.sort_unstable_by(f64::total_cmp);
+    neg.sort_unstable_by(f64::total_cmp);
+    let mut s = AnchorSummary {
+        loss: 0.0,
+        triplets: (pos.len() * neg.len()) as f64,
+        nonzero: 0.0,
+        pos_sorted: pos.clone(),
+        pos_weight: Vec::with_capacity(pos.len()),
+    };
+    if neg.is_empty() {
+        s.pos_weight.resize(pos.len(), 0.0);
+        return s;
+    }
+    if soft {
+        for &p in pos.iter() {
+            let mut w = 0.0;
+            for &q in neg.iter() {
+                let l = softplus(p - q);
+                s.loss += l;
+                s.nonzero += (l > 0.0) as u8 as f64;
+                w += sigmoid(p - q);
+            }
+            s.pos_weight.push(w);
+        }
+    } else {
+        // Prefix sums of the sorted negatives, reusing `neg`'s order.
+        let mut prefix = Vec::with_capacity(neg.len() + 1);
+        prefix.push(0.0);
+        let mut acc = 0.0;
+        for &q in neg.iter() {
+            acc += q;
+            prefix.push(acc);
+        }
+        for &p in pos.iter() {
+            // Active negatives: p - q + m > 0, a prefix of the sorted q.
+            let k = neg.partition_point(|&q| p - q + m > 0.0);
+            s.loss += k as f64 * (p + m) - prefix[k];
+            s.nonzero += k as f64;
+            s.pos_weight.push(k as f64);
+        }
+    }
+    s
+}
+
+fn batch_all_blocks<T: Real, const MR: usize, const NR: usize>(
+    x: &Matrix<T>,
+    exact: &Exact<T>,
+    codes: &[u32],
+    opts: LossOptions,
+) -> Result<LossOutput<T>> {
+    let (n, d) = (x.rows, x.cols);
+    let (m, soft, metric) = (opts.margin, opts.soft, exact.metric);
+    let blocks = DistanceBlocks::<T, MR, NR>::new(x, None, metric)?;
+    let nblocks = n.div_ceil(BLOCK);
+    let rows_of = |b: usize| (b * BLOCK)..((b + 1) * BLOCK).min(n);
+
+    let summaries: Vec<AnchorSummary> = (0..nblocks)
         .into_par_iter()
         .map_init(
-            || (Vec::<f64>::new(), Vec::<f64>::new(), Vec::<f64>::new()),
-            |(pos, neg, prefix), a| {
-                pos.clear();
-                neg.clear();
-                for j in 0..n {
-                    if j == a {
-                        continue;
-                    }
-                    let v = exact.dist(a, j);
-                    if codes[j] == codes[a] {
-                        pos.push(v);
-                    } else {
-                        neg.push(v);
-                    }
-                }
-                pos.sort_unstable_by(f64::total_cmp);
-                neg.sort_unstable_by(f64::total_cmp);
-                let mut s = AnchorSummary {
-                    loss: 0.0,
-                    triplets: (pos.len() * neg.len()) as f64,
-                    nonzero: 0.0,
-                    pos_sorted: pos.clone(),
-                    pos_weight: Vec::with_capacity(pos.len()),
-                };
-                if soft {
-                    for &p in pos.iter() {
-                        let mut w = 0.0;
-                        for &q in neg.iter() {
-                            let l = softplus(p - q);
-                            s.loss += l;
-                            s.nonzero += (l > 0.0) as u8 as f64;
-                            w += sigmoid(p - q);
+            || {
+                (
+                    vec![T::ZERO; BLOCK * n],
+                    vec![0.0f64; n],
+                    (Vec::new(), Vec::new()),
+                )
+            },
+            |(buf, row, scratch), b| {
+                let rows = rows_of(b);
+                let buf = &mut buf[..rows.len() * n];
+                blocks.fill(rows.start, buf);
+                rows.clone()
+                    .map(|a| {
+                        let k = a - rows.start;
+                        for (r, v) in row.iter_mut().zip(&buf[k * n..(k + 1) * n]) {
+                            *r = v.to_f64();
                         }
-                        s.pos_weight.push(w);
-                    }
-                } else {
-                    prefix.clear();
-                    prefix.push(0.0);
-                    let mut acc = 0.0;
-                    for &q in neg.iter() {
-                        acc += q;
-                        prefix.push(acc);
-                    }
-                    for &p in pos.iter() {
-                        // Active negatives: p - q + m > 0, a prefix of the sorted q.
-                        let k = neg.partition_point(|&q| p - q + m > 0.0);
-                        s.loss += k as f64 * (p + m) - prefix[k];
-                        s.nonzero += k as f64;
-                        s.pos_weight.push(k as f64);
-                    }
-                }
-                s
+                        summarize(row, codes, a, opts, scratch)
+                    })
+                    .collect::<Vec<_>>()
             },
         )
+        .flatten_iter()
         .collect();
     let triplets: f64 = summaries.iter().map(|s| s.triplets).sum();
     let nonzero: f64 = summaries.iter().map(|s| s.nonzero).sum();
     let total: f64 = summaries.iter().map(|s| s.loss).sum();
     let scale = opts.reduction.scale(triplets, nonzero);
 
-    // d loss_a / d d(a, j) for anchor a's summary and the distance v = d(a, j).
+    // d loss_a / d d(a, j) from anchor a's summary, for the distance v = d(a, j).
     let weight = |s: &AnchorSummary, positive: bool, v: f64| -> f64 {
         if positive {
             let k = s.pos_sorted.partition_point(|&p| p < v);
@@ -325,33 +387,80 @@ fn batch_all_loss<T: Real>(exact: &Exact<T>, codes: &[u32], opts: LossOptions) -
             -((s.pos_sorted.len() - inactive) as f64)
         }
     };
+    // Row scale of the metric's gradient: 1/|x| for cosine, else 1.
+    let inv_norm = |i: usize| exact.sx.map_or(1.0, |s| s[i]);
+
     let mut grad = vec![T::ZERO; n * d];
-    grad.par_chunks_mut(d).enumerate().for_each_init(
-        || vec![0.0f64; d],
-        |buf, (t, out)| {
-            buf.fill(0.0);
-            for j in 0..n {
-                if j == t {
-                    continue;
-                }
-                let positive = codes[j] == codes[t];
-                if positive && summaries[t].pos_sorted.is_empty() {
-                    continue;
-                }
-                let v = exact.dist(t, j);
-                let w = weight(&summaries[t], positive, v) + weight(&summaries[j], positive, v);
-                if w != 0.0 {
-                    exact.add_grad(t, j, w * scale, buf);
+    grad.par_chunks_mut(BLOCK * d).enumerate().for_each_init(
+        || {
+            (
+                vec![T::ZERO; BLOCK * n],
+                vec![0.0f64; BLOCK * n],
+                vec![0.0f64; BLOCK * d],
+                vec![0.0f64; d],
+            )
+        },
+        |(buf, coef, acc, xj), (b, gblock)| {
+            let rows = rows_of(b);
+            let nr = rows.len();
+            blocks.fill(rows.start, &mut buf[..nr * n]);
+            // grad_t = A_t * u_t - sum_j coef_tj * u_j, with u = x (Euclidean
+            // metrics) or x/|x| (cosine, then times 1/|x_t|).
+            let mut diag = [0.0f64; BLOCK];
+            for (k, t) in rows.clone().enumerate() {
+                let (st, ct) = (&summaries[t], &mut coef[k * n..(k + 1) * n]);
+                for j in 0..n {
+                    let v = buf[k * n + j].to_f64();
+                    let positive = codes[j] == codes[t];
+                    let w = if j == t || (positive && st.pos_sorted.is_empty()) {
+                        0.0
+                    } else {
+                        (weight(st, positive, v) + weight(&summaries[j], positive, v)) * scale
+                    };
+                    let c = match metric {
+                        Metric::Euclidean if v > 0.0 => w / v,
+                        Metric::Euclidean => 0.0,
+                        Metric::SqEuclidean => 2.0 * w,
+                        Metric::Cosine => w,
+                    };
+                    // Cosine: d d/d x_t = -(u_j - cos u_t)/|x_t|, cos = 1 - v.
+                    diag[k] += if metric == Metric::Cosine {
+                        c * (1.0 - v)
+                    } else {
+                        c
+                    };
+                    ct[j] = c;
                 }
             }
-            for (o, v) in out.iter_mut().zip(buf.iter()) {
-                *o = T::from_f64(*v);
+            let acc = &mut acc[..nr * d];
+            acc.fill(0.0);
+            for j in 0..n {
+                let sj = inv_norm(j);
+                for (o, v) in xj.iter_mut().zip(x.row(j)) {
+                    *o = v.to_f64() * sj;
+                }
+                for k in 0..nr {
+                    let c = coef[k * n + j];
+                    if c != 0.0 {
+                        for (a, u) in acc[k * d..(k + 1) * d].iter_mut().zip(xj.iter()) {
+                            *a += c * u;
+                        }
+                    }
+                }
+            }
+            for (k, t) in rows.enumerate() {
+                let st = inv_norm(t);
+                let g = &mut gblock[k * d..(k + 1) * d];
+                for ((o, a), u) in g.iter_mut().zip(&acc[k * d..(k + 1) * d]).zip(x.row(t)) {
+                    let v = diag[k] * u.to_f64() * st - a;
+                    *o = T::from_f64(if metric == Metric::Cosine { v * st } else { v });
+                }
             }
         },
     );
     let per_anchor =
         (opts.reduction == Reduction::None).then(|| summaries.iter().map(|s| s.loss).collect());
-    LossOutput {
+    Ok(LossOutput {
         loss: if opts.reduction == Reduction::None {
             total
         } else {
@@ -359,5 +468,5 @@ fn batch_all_loss<T: Real>(exact: &Exact<T>, codes: &[u32], opts: LossOptions) -
         },
         per_anchor,
         grad,
-    }
+    })
 }

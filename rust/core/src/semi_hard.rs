@@ -101,6 +101,11 @@ pub fn semi_hard<T: Real>(
 }
 
 /// Mines on exact f64 distances; triplets in order of anchor, then positive.
+///
+/// Per anchor, positives are sorted by distance (K of them) and each
+/// negative falls in the bucket of how many positive distances lie strictly
+/// below its own; a suffix minimum over buckets then gives every positive
+/// its nearest farther negative in O(N log K) instead of a sort of N.
 pub(crate) fn mine<T: Real>(
     exact: &Exact<T>,
     codes: &[u32],
@@ -109,43 +114,85 @@ pub(crate) fn mine<T: Real>(
 ) -> Vec<Triplet> {
     let n = codes.len();
     let metric = exact.metric;
+    // (d2, j) ordered by distance, then index.
+    let less = |u: (f64, u32), v: (f64, u32)| u.0 < v.0 || (u.0 == v.0 && u.1 < v.1);
     let per_anchor: Vec<Vec<Triplet>> = (0..n)
         .into_par_iter()
         .map_init(
-            || (vec![0.0f64; n], Vec::<(f64, u32)>::with_capacity(n)),
-            |(row, negs), a| {
+            || {
+                (
+                    vec![0.0f64; n],
+                    Vec::<(f64, u32)>::new(),
+                    Vec::<Option<(f64, u32)>>::new(),
+                )
+            },
+            |(row, pos, bucket), a| {
                 let la = codes[a];
-                negs.clear();
-                for j in 0..n {
-                    row[j] = exact.d2(a, j);
-                    if codes[j] != la {
-                        negs.push((row[j], j as u32));
+                pos.clear();
+                for (j, r) in row.iter_mut().enumerate() {
+                    *r = exact.d2(a, j);
+                    if j != a && codes[j] == la {
+                        pos.push((*r, j as u32));
                     }
                 }
                 let mut out = Vec::new();
-                if negs.is_empty() {
+                if pos.is_empty() {
                     return out;
                 }
-                negs.sort_unstable_by(|u, v| u.0.total_cmp(&v.0).then(u.1.cmp(&v.1)));
-                let hardest = negs[0];
-                let max = negs[negs.len() - 1].0;
-                let easiest = negs[negs.partition_point(|v| v.0 < max)];
-                for p in (0..n).filter(|&p| p != a && codes[p] == la) {
-                    let dp2 = row[p];
+                pos.sort_unstable_by(|u, v| u.0.total_cmp(&v.0).then(u.1.cmp(&v.1)));
+                bucket.clear();
+                bucket.resize(pos.len() + 1, None);
+                let (mut hardest, mut easiest): (Option<(f64, u32)>, Option<(f64, u32)>) =
+                    (None, None);
+                for (j, &v) in row.iter().enumerate() {
+                    if codes[j] == la {
+                        continue;
+                    }
+                    let c = (v, j as u32);
+                    let b = pos.partition_point(|p| p.0 < v);
+                    if bucket[b].is_none_or(|cur| less(c, cur)) {
+                        bucket[b] = Some(c);
+                    }
+                    if hardest.is_none_or(|h| less(c, h)) {
+                        hardest = Some(c);
+                    }
+                    if easiest.is_none_or(|e| v > e.0) {
+                        easiest = Some(c);
+                    }
+                }
+                if hardest.is_none() {
+                    return out;
+                }
+                // Suffix minima: bucket[b] = nearest negative above b positives.
+                for b in (0..pos.len()).rev() {
+                    if let Some(next) = bucket[b + 1] {
+                        if bucket[b].is_none_or(|cur| less(next, cur)) {
+                            bucket[b] = Some(next);
+                        }
+                    }
+                }
+                let mut chosen: Vec<(u32, f64, Option<(f64, u32)>)> = Vec::with_capacity(pos.len());
+                for (k, &(dp2, p)) in pos.iter().enumerate() {
+                    // Positives tied with this one share its threshold: skip to
+                    // the bucket above the last of them.
+                    let above = pos.partition_point(|q| q.0 <= dp2);
                     let dap = metric.from_d2(dp2);
-                    let k = negs.partition_point(|v| v.0 <= dp2);
-                    let chosen = match negs.get(k) {
-                        Some(&c) if metric.from_d2(c.0) < dap + margin => Some(c),
+                    let pick = match bucket[above.max(k + 1)] {
+                        Some(c) if metric.from_d2(c.0) < dap + margin => Some(c),
                         _ => match fallback {
-                            Fallback::Hardest => Some(hardest),
-                            Fallback::Easiest => Some(easiest),
+                            Fallback::Hardest => hardest,
+                            Fallback::Easiest => easiest,
                             Fallback::Drop => None,
                         },
                     };
-                    if let Some((dn2, j)) = chosen {
+                    chosen.push((p, dap, pick));
+                }
+                chosen.sort_unstable_by_key(|c| c.0);
+                for (p, dap, pick) in chosen {
+                    if let Some((dn2, j)) = pick {
                         out.push(Triplet {
                             a: a as u32,
-                            p: p as u32,
+                            p,
                             n: j,
                             dap,
                             dan: metric.from_d2(dn2),
