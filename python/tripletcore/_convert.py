@@ -24,9 +24,13 @@ def as_embeddings(value: Any, name: str, dtype: Any = None) -> FloatArray:
     if arr.dtype == object or arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (rows x features), got {arr.ndim}-D shape {arr.shape}")
+        raise ValueError(
+            f"{name} must be 2-D (rows x features), got {arr.ndim}-D shape {arr.shape}"
+        )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape}); it needs at least one row and one column")
+        raise ValueError(
+            f"{name} is empty (shape {arr.shape}); it needs at least one row and one column"
+        )
     if dtype is None:
         dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
     return np.ascontiguousarray(arr, dtype=dtype)
@@ -45,6 +49,10 @@ def as_pair(x: Any, y: Any) -> tuple[FloatArray, FloatArray | None]:
 
 def as_labels(value: Any, name: str, rows: int, of: str) -> IntArray:
     """Integer labels of any integer dtype as int64 (an injective cast)."""
+    return as_int64(_integer_labels(value, name, rows, of))
+
+
+def _integer_labels(value: Any, name: str, rows: int, of: str) -> npt.NDArray[Any]:
     if value is None:
         raise TypeError(f"{name} must be a 1-D integer array, got None")
     arr = np.asarray(value)
@@ -54,6 +62,32 @@ def as_labels(value: Any, name: str, rows: int, of: str) -> IntArray:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.shape[0] != rows:
         raise ValueError(f"{name} has {arr.shape[0]} entries but {of} has {rows} rows")
+    return arr
+
+
+def as_label_pair(
+    labels: Any, ref_labels: Any, rows: int, ref_rows: int
+) -> tuple[IntArray, IntArray]:
+    """Labels and reference labels as int64 codes that are equal exactly
+    when the original values are equal, whatever the two dtypes."""
+    lab = _integer_labels(labels, "labels", rows, "X")
+    ref = _integer_labels(ref_labels, "ref_labels", ref_rows, "Y")
+    if lab.dtype == ref.dtype or (_fits_int64(lab) and _fits_int64(ref)):
+        return as_int64(lab), as_int64(ref)
+    # Mixed signedness beyond int64's range (e.g. -1 vs 2**64 - 1): compare
+    # the exact integer values.
+    joint = np.concatenate([lab.astype(object), ref.astype(object)])
+    _, codes = np.unique(joint, return_inverse=True)
+    codes = codes.astype(np.int64)
+    return np.ascontiguousarray(codes[:rows]), np.ascontiguousarray(codes[rows:])
+
+
+def _fits_int64(arr: npt.NDArray[Any]) -> bool:
+    return bool(arr.dtype != np.uint64 or arr.size == 0 or arr.max() <= np.iinfo(np.int64).max)
+
+
+def as_int64(arr: npt.NDArray[Any]) -> IntArray:
+    """An injective cast to int64 (uint64 wraps around)."""
     return np.ascontiguousarray(arr.astype(np.int64, copy=False))
 
 

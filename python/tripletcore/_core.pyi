@@ -8,6 +8,8 @@ import numpy.typing as npt
 _F = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 _I = npt.NDArray[np.int64]
 
+__all__ = ["cdist", "batch_hard", "semi_hard", "triplet_margin_loss", "__version__"]
+
 __version__: str
 
 def cdist(x: _F, y: _F | None, metric: str) -> _F: ...

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from . import _core
-from ._convert import FloatArray, IntArray, as_choice, as_labels, as_margin, as_pair
+from ._convert import (
+    FloatArray,
+    IntArray,
+    as_choice,
+    as_label_pair,
+    as_labels,
+    as_margin,
+    as_pair,
+)
 from .distance import METRICS
 
 FALLBACKS = ("hardest", "easiest", "drop")
@@ -54,8 +62,10 @@ def batch_hard(
     if (Y is None) != (ref_labels is None):
         raise ValueError("Y and ref_labels must be given together")
     x, y = as_pair(X, Y)
-    lab = as_labels(labels, "labels", x.shape[0], "X")
-    rlab = None if y is None else as_labels(ref_labels, "ref_labels", y.shape[0], "Y")
+    if y is None:
+        lab, rlab = as_labels(labels, "labels", x.shape[0], "X"), None
+    else:
+        lab, rlab = as_label_pair(labels, ref_labels, x.shape[0], y.shape[0])
     return BatchHardResult(*_core.batch_hard(x, lab, metric, y, rlab))
 
 

@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::exact::Exact;
 use crate::metric::Metric;
 use crate::prep::{
-    check_labels, check_same_dim, encode_labels, prepare_anchors, prepare_panels, row_scales,
+    check_labels, check_same_dim, encode_labels, prepare_anchors, prepare_panels, row_norms,
     Anchors, Matrix, Panels, Transform,
 };
 use crate::real::Real;
@@ -118,12 +118,12 @@ fn run<T: Real, const MR: usize, const NR: usize>(
 ) -> Result<BatchHard<T>> {
     let (cx, cy) = encode_labels(labels, reference.map(|r| r.1));
     let y = reference.map_or(*x, |r| *r.0);
-    let sx = row_scales(x, metric, "X")?;
-    let sy = match reference {
-        Some((y, _)) => row_scales(y, metric, "Y")?,
+    let nx = row_norms(x, metric, "X")?;
+    let ny = match reference {
+        Some((y, _)) => row_norms(y, metric, "Y")?,
         None => None,
     };
-    let tf = Transform::new(x, reference.map(|r| r.0), sx.as_deref(), sy.as_deref());
+    let tf = Transform::new(x, reference.map(|r| r.0), nx.as_deref(), ny.as_deref());
     let anchors = prepare_anchors(x, &tf, MR, "X")?;
     let (ylabels, yname) = if reference.is_some() {
         (&cy, "Y")
@@ -134,11 +134,11 @@ fn run<T: Real, const MR: usize, const NR: usize>(
     let exact = Exact {
         x: *x,
         y,
-        sx: sx.as_deref(),
-        sy: if reference.is_some() {
-            sy.as_deref()
+        nx: nx.as_deref(),
+        ny: if reference.is_some() {
+            ny.as_deref()
         } else {
-            sx.as_deref()
+            nx.as_deref()
         },
         metric,
     };

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use crate::error::Result;
 use crate::metric::Metric;
 use crate::prep::{
-    check_same_dim, prepare_anchors, prepare_panels, row_scales, Anchors, Matrix, Panels, Transform,
+    check_same_dim, prepare_anchors, prepare_panels, row_norms, Anchors, Matrix, Panels, Transform,
 };
 use crate::real::Real;
 use crate::tile::{for_each_tile, has_avx2_fma, is_f32};
@@ -49,12 +49,12 @@ pub(crate) struct DistanceBlocks<T, const MR: usize, const NR: usize> {
 
 impl<T: Real, const MR: usize, const NR: usize> DistanceBlocks<T, MR, NR> {
     pub(crate) fn new(x: &Matrix<T>, y: Option<&Matrix<T>>, metric: Metric) -> Result<Self> {
-        let sx = row_scales(x, metric, "X")?;
-        let sy = match y {
-            Some(y) => row_scales(y, metric, "Y")?,
+        let nx = row_norms(x, metric, "X")?;
+        let ny = match y {
+            Some(y) => row_norms(y, metric, "Y")?,
             None => None,
         };
-        let tf = Transform::scaling_only(x.cols, sx.as_deref(), sy.as_deref());
+        let tf = Transform::scaling_only(x.cols, nx.as_deref(), ny.as_deref());
         let anchors = prepare_anchors(x, &tf, MR, "X")?;
         let yy = y.copied().unwrap_or(*x);
         let panels = prepare_panels(

@@ -9,8 +9,9 @@ use crate::real::Real;
 pub struct Exact<'a, T> {
     pub x: Matrix<'a, T>,
     pub y: Matrix<'a, T>,
-    pub sx: Option<&'a [f64]>,
-    pub sy: Option<&'a [f64]>,
+    /// Row norms of x (cosine only), by which rows are divided.
+    pub nx: Option<&'a [f64]>,
+    pub ny: Option<&'a [f64]>,
     pub metric: Metric,
 }
 
@@ -21,10 +22,10 @@ impl<'a, T: Real> Exact<'a, T> {
     pub fn d2(&self, i: usize, j: usize) -> f64 {
         let (a, b) = (self.x.row(i), self.y.row(j));
         let mut acc = [0.0f64; 4];
-        match (self.sx, self.sy) {
-            (Some(sx), Some(sy)) => {
-                let (s, t) = (sx[i], sy[j]);
-                sq_diff_sum(a, b, &mut acc, |u, v| u.to_f64() * s - v.to_f64() * t)
+        match (self.nx, self.ny) {
+            (Some(nx), Some(ny)) => {
+                let (s, t) = (nx[i], ny[j]);
+                sq_diff_sum(a, b, &mut acc, |u, v| u.to_f64() / s - v.to_f64() / t)
             }
             _ => sq_diff_sum(a, b, &mut acc, |u, v| u.to_f64() - v.to_f64()),
         }
@@ -57,16 +58,16 @@ impl<'a, T: Real> Exact<'a, T> {
                 }
             }
             Metric::Cosine => {
-                // d = 1 - <a^, b^>;  d d / d a = -(b^ - <a^, b^> a^) / |a|.
-                let (sa, sb) = (self.sx.unwrap()[i], self.sy.unwrap()[j]);
+                // With sa = |a|, sb = |b|: d = 1 - <a^, b^>;  d d / d a = -(b^ - <a^, b^> a^) / |a|.
+                let (sa, sb) = (self.nx.unwrap()[i], self.ny.unwrap()[j]);
                 let cos: f64 = a
                     .iter()
                     .zip(b)
-                    .map(|(u, v)| u.to_f64() * sa * v.to_f64() * sb)
+                    .map(|(u, v)| (u.to_f64() / sa) * (v.to_f64() / sb))
                     .sum();
-                let c = coef * sa;
+                let c = coef / sa;
                 for ((o, u), v) in out.iter_mut().zip(a).zip(b) {
-                    *o -= c * (v.to_f64() * sb - cos * u.to_f64() * sa);
+                    *o -= c * (v.to_f64() / sb - cos * (u.to_f64() / sa));
                 }
             }
         }

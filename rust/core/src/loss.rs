@@ -14,7 +14,7 @@ use crate::cdist::DistanceBlocks;
 use crate::error::{CoreError, Result};
 use crate::exact::Exact;
 use crate::metric::Metric;
-use crate::prep::{check_labels, encode_labels, row_scales, Matrix};
+use crate::prep::{check_labels, encode_labels, row_norms, Matrix};
 use crate::real::Real;
 use crate::semi_hard::{check_margin, mine, Fallback, Triplet};
 use crate::tile::is_f32;
@@ -140,12 +140,12 @@ pub fn triplet_margin_loss<T: Real>(
 ) -> Result<LossOutput<T>> {
     check_labels(labels, x.rows, "labels", "X")?;
     check_margin(opts.margin, false)?;
-    let scales = row_scales(x, metric, "X")?;
+    let scales = row_norms(x, metric, "X")?;
     let exact = Exact {
         x: *x,
         y: *x,
-        sx: scales.as_deref(),
-        sy: scales.as_deref(),
+        nx: scales.as_deref(),
+        ny: scales.as_deref(),
         metric,
     };
     let (codes, _) = encode_labels(labels, None);
@@ -387,8 +387,8 @@ fn batch_all_blocks<T: Real, const MR: usize, const NR: usize>(
             -((s.pos_sorted.len() - inactive) as f64)
         }
     };
-    // Row scale of the metric's gradient: 1/|x| for cosine, else 1.
-    let inv_norm = |i: usize| exact.sx.map_or(1.0, |s| s[i]);
+    let norm = |i: usize| exact.nx.map_or(1.0, |s| s[i]);
+    let cosine = metric == Metric::Cosine;
 
     let mut grad = vec![T::ZERO; n * d];
     grad.par_chunks_mut(BLOCK * d).enumerate().for_each_init(
@@ -396,16 +396,17 @@ fn batch_all_blocks<T: Real, const MR: usize, const NR: usize>(
             (
                 vec![T::ZERO; BLOCK * n],
                 vec![0.0f64; BLOCK * n],
-                vec![0.0f64; BLOCK * d],
+                vec![0.0f64; 2 * BLOCK * d],
                 vec![0.0f64; d],
             )
         },
-        |(buf, coef, acc, xj), (b, gblock)| {
+        |(buf, coef, acc, uj), (b, gblock)| {
             let rows = rows_of(b);
             let nr = rows.len();
             blocks.fill(rows.start, &mut buf[..nr * n]);
-            // grad_t = A_t * u_t - sum_j coef_tj * u_j, with u = x (Euclidean
-            // metrics) or x/|x| (cosine, then times 1/|x_t|).
+            // Weight of each pair on d(t, j), as the coefficient of the
+            // metric's gradient: Euclidean w/d * (x_t - x_j), squared
+            // 2w * (x_t - x_j), cosine w/|x_t| * (cos u_t - u_j), u = x/|x|.
             let mut diag = [0.0f64; BLOCK];
             for (k, t) in rows.clone().enumerate() {
                 let (st, ct) = (&summaries[t], &mut coef[k * n..(k + 1) * n]);
@@ -417,43 +418,61 @@ fn batch_all_blocks<T: Real, const MR: usize, const NR: usize>(
                     } else {
                         (weight(st, positive, v) + weight(&summaries[j], positive, v)) * scale
                     };
-                    let c = match metric {
+                    ct[j] = match metric {
                         Metric::Euclidean if v > 0.0 => w / v,
                         Metric::Euclidean => 0.0,
                         Metric::SqEuclidean => 2.0 * w,
-                        Metric::Cosine => w,
+                        Metric::Cosine => {
+                            diag[k] += w * (1.0 - v);
+                            w
+                        }
                     };
-                    // Cosine: d d/d x_t = -(u_j - cos u_t)/|x_t|, cos = 1 - v.
-                    diag[k] += if metric == Metric::Cosine {
-                        c * (1.0 - v)
-                    } else {
-                        c
-                    };
-                    ct[j] = c;
                 }
             }
+            let (ut, acc) = acc.split_at_mut(BLOCK * d);
             let acc = &mut acc[..nr * d];
             acc.fill(0.0);
+            for (k, t) in rows.clone().enumerate() {
+                for (o, v) in ut[k * d..(k + 1) * d].iter_mut().zip(x.row(t)) {
+                    *o = v.to_f64() / norm(t);
+                }
+            }
+            // Differences taken pair by pair: no cancellation far from the origin.
             for j in 0..n {
-                let sj = inv_norm(j);
-                for (o, v) in xj.iter_mut().zip(x.row(j)) {
-                    *o = v.to_f64() * sj;
+                let nj = norm(j);
+                for (o, v) in uj.iter_mut().zip(x.row(j)) {
+                    *o = v.to_f64() / nj;
                 }
                 for k in 0..nr {
                     let c = coef[k * n + j];
-                    if c != 0.0 {
-                        for (a, u) in acc[k * d..(k + 1) * d].iter_mut().zip(xj.iter()) {
-                            *a += c * u;
+                    if c == 0.0 {
+                        continue;
+                    }
+                    let a = &mut acc[k * d..(k + 1) * d];
+                    if cosine {
+                        for (a, u) in a.iter_mut().zip(uj.iter()) {
+                            *a -= c * u;
+                        }
+                    } else {
+                        for ((a, u), w) in a.iter_mut().zip(&ut[k * d..(k + 1) * d]).zip(uj.iter())
+                        {
+                            *a += c * (u - w);
                         }
                     }
                 }
             }
             for (k, t) in rows.enumerate() {
-                let st = inv_norm(t);
                 let g = &mut gblock[k * d..(k + 1) * d];
-                for ((o, a), u) in g.iter_mut().zip(&acc[k * d..(k + 1) * d]).zip(x.row(t)) {
-                    let v = diag[k] * u.to_f64() * st - a;
-                    *o = T::from_f64(if metric == Metric::Cosine { v * st } else { v });
+                for ((o, a), u) in g
+                    .iter_mut()
+                    .zip(&acc[k * d..(k + 1) * d])
+                    .zip(&ut[k * d..(k + 1) * d])
+                {
+                    *o = T::from_f64(if cosine {
+                        (a + diag[k] * u) / norm(t)
+                    } else {
+                        *a
+                    });
                 }
             }
         },

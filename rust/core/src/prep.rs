@@ -75,8 +75,11 @@ pub fn encode_labels(a: &[i64], b: Option<&[i64]>) -> (Vec<u32>, Vec<u32>) {
     (ca, cb)
 }
 
-/// Per-row scale factors of the metric: `1/|x|` for cosine, none otherwise.
-pub fn row_scales<T: Real>(
+/// Row norms, for the metrics that normalise rows (cosine), else `None`.
+/// Rows are later divided by them (not multiplied by a reciprocal), so a
+/// row that is a multiple of another maps to exactly the same unit vector
+/// far more often.
+pub fn row_norms<T: Real>(
     m: &Matrix<T>,
     metric: Metric,
     arg: &'static str,
@@ -88,10 +91,10 @@ pub fn row_scales<T: Real>(
         .into_par_iter()
         .map(|i| {
             let n2: f64 = m.row(i).iter().map(|v| v.to_f64() * v.to_f64()).sum();
-            1.0 / n2.sqrt()
+            n2.sqrt()
         })
         .collect();
-    if let Some(row) = scales.iter().position(|s| !s.is_finite()) {
+    if let Some(row) = scales.iter().position(|s| !(*s > 0.0 && s.is_finite())) {
         return Err(CoreError::ZeroNorm { arg, row });
     }
     Ok(Some(scales))
@@ -102,33 +105,29 @@ pub fn row_scales<T: Real>(
 /// expansion `|x|^2 + |y|^2 - 2 x.y` from cancelling) or scaled to unit norm.
 pub struct Transform<'s> {
     center: Vec<f64>,
-    scales_x: Option<&'s [f64]>,
-    scales_y: Option<&'s [f64]>,
+    norms_x: Option<&'s [f64]>,
+    norms_y: Option<&'s [f64]>,
 }
 
 impl<'s> Transform<'s> {
     /// No shift: rows are only scaled (used where distances are taken
     /// directly from coordinate differences).
-    pub fn scaling_only(
-        d: usize,
-        scales_x: Option<&'s [f64]>,
-        scales_y: Option<&'s [f64]>,
-    ) -> Self {
+    pub fn scaling_only(d: usize, norms_x: Option<&'s [f64]>, norms_y: Option<&'s [f64]>) -> Self {
         Transform {
             center: vec![0.0; d],
-            scales_x,
-            scales_y,
+            norms_x,
+            norms_y,
         }
     }
 
     pub fn new<T: Real>(
         x: &Matrix<T>,
         y: Option<&Matrix<T>>,
-        scales_x: Option<&'s [f64]>,
-        scales_y: Option<&'s [f64]>,
+        norms_x: Option<&'s [f64]>,
+        norms_y: Option<&'s [f64]>,
     ) -> Self {
         let d = x.cols;
-        let center = if scales_x.is_some() {
+        let center = if norms_x.is_some() {
             vec![0.0; d]
         } else {
             let mut sum = column_sums(x);
@@ -143,16 +142,16 @@ impl<'s> Transform<'s> {
         };
         Transform {
             center,
-            scales_x,
-            scales_y,
+            norms_x,
+            norms_y,
         }
     }
 
     #[inline]
-    fn apply<T: Real>(&self, row: &[T], scale: f64, out: &mut [T]) -> f64 {
+    fn apply<T: Real>(&self, row: &[T], norm: f64, out: &mut [T]) -> f64 {
         let mut norm2 = 0.0;
         for ((o, v), c) in out.iter_mut().zip(row).zip(&self.center) {
-            let t = T::from_f64((v.to_f64() - c) * scale);
+            let t = T::from_f64((v.to_f64() - c) / norm);
             *o = t;
             norm2 += t.to_f64() * t.to_f64();
         }
@@ -238,7 +237,7 @@ pub fn prepare_anchors<T: Real>(
         .enumerate()
         .take(n)
         .map(|(i, (out, nrm))| {
-            let s = tf.scales_x.map_or(1.0, |s| s[i]);
+            let s = tf.norms_x.map_or(1.0, |s| s[i]);
             let n2 = tf.apply(x.row(i), s, out);
             *nrm = T::from_f64(n2);
             n2
@@ -248,23 +247,19 @@ pub fn prepare_anchors<T: Real>(
     Ok(Anchors { rows, norms, n, d })
 }
 
-/// Packs `y` (already validated) into panels; `use_x_scales` selects which
+/// Packs `y` (already validated) into panels; `use_x_norms` selects which
 /// scale vector of the transform applies (the symmetric case reuses X's).
 pub fn prepare_panels<T: Real>(
     y: &Matrix<T>,
     labels: &[u32],
     tf: &Transform,
-    use_x_scales: bool,
+    use_x_norms: bool,
     nr: usize,
     arg: &'static str,
 ) -> Result<Panels<T>> {
     let (n, d) = (y.rows, y.cols);
     let np = n.div_ceil(nr);
-    let scales = if use_x_scales {
-        tf.scales_x
-    } else {
-        tf.scales_y
-    };
+    let scales = if use_x_norms { tf.norms_x } else { tf.norms_y };
     let mut data = vec![T::ZERO; np * d * nr];
     let mut norms = vec![T::INFINITY; np * nr];
     let mut plabels = vec![u32::MAX; np * nr];

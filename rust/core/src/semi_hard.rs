@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use crate::error::{CoreError, Result};
 use crate::exact::Exact;
 use crate::metric::Metric;
-use crate::prep::{check_labels, encode_labels, row_scales, Matrix};
+use crate::prep::{check_labels, encode_labels, row_norms, Matrix};
 use crate::real::Real;
 
 /// What to take when an (anchor, positive) pair has no semi-hard negative.
@@ -81,12 +81,12 @@ pub fn semi_hard<T: Real>(
     check_labels(labels, x.rows, "labels", "X")?;
     check_margin(margin, true)?;
     let (codes, _) = encode_labels(labels, None);
-    let scales = row_scales(x, metric, "X")?;
+    let scales = row_norms(x, metric, "X")?;
     let exact = Exact {
         x: *x,
         y: *x,
-        sx: scales.as_deref(),
-        sy: scales.as_deref(),
+        nx: scales.as_deref(),
+        ny: scales.as_deref(),
         metric,
     };
     let ts = mine(&exact, &codes, margin, fallback);
@@ -99,6 +99,9 @@ pub fn semi_hard<T: Real>(
         neg_dist: ts.iter().map(|x| t(x.dan)).collect(),
     })
 }
+
+/// A negative candidate: squared distance and index.
+type Cand = (f64, u32);
 
 /// Mines on exact f64 distances; triplets in order of anchor, then positive.
 ///
@@ -115,7 +118,7 @@ pub(crate) fn mine<T: Real>(
     let n = codes.len();
     let metric = exact.metric;
     // (d2, j) ordered by distance, then index.
-    let less = |u: (f64, u32), v: (f64, u32)| u.0 < v.0 || (u.0 == v.0 && u.1 < v.1);
+    let less = |u: Cand, v: Cand| u.0 < v.0 || (u.0 == v.0 && u.1 < v.1);
     let per_anchor: Vec<Vec<Triplet>> = (0..n)
         .into_par_iter()
         .map_init(
@@ -142,8 +145,7 @@ pub(crate) fn mine<T: Real>(
                 pos.sort_unstable_by(|u, v| u.0.total_cmp(&v.0).then(u.1.cmp(&v.1)));
                 bucket.clear();
                 bucket.resize(pos.len() + 1, None);
-                let (mut hardest, mut easiest): (Option<(f64, u32)>, Option<(f64, u32)>) =
-                    (None, None);
+                let (mut hardest, mut easiest): (Option<Cand>, Option<Cand>) = (None, None);
                 for (j, &v) in row.iter().enumerate() {
                     if codes[j] == la {
                         continue;
@@ -171,7 +173,7 @@ pub(crate) fn mine<T: Real>(
                         }
                     }
                 }
-                let mut chosen: Vec<(u32, f64, Option<(f64, u32)>)> = Vec::with_capacity(pos.len());
+                let mut chosen: Vec<(u32, f64, Option<Cand>)> = Vec::with_capacity(pos.len());
                 for (k, &(dp2, p)) in pos.iter().enumerate() {
                     // Positives tied with this one share its threshold: skip to
                     // the bucket above the last of them.
