@@ -9,6 +9,8 @@
 //! arg-max / arg-min (lowest index on ties). A row with too many
 //! candidates (massive ties) is rescanned exactly.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -76,6 +78,19 @@ impl<T: Real> MinTrack<T> {
         }
     }
 
+    /// Joins the evidence of two scans of disjoint column sets.
+    fn merge(&mut self, other: MinTrack<T>) {
+        if other.best < self.best {
+            self.best = other.best;
+        }
+        self.overflow |= other.overflow;
+        if self.overflow {
+            self.cands = Vec::new();
+        } else {
+            self.cands.extend(other.cands);
+        }
+    }
+
     /// The surviving candidates, or `None` when the row must be rescanned.
     fn survivors(&self) -> Option<impl Iterator<Item = usize> + '_> {
         (!self.overflow).then(|| {
@@ -90,6 +105,50 @@ impl<T: Real> MinTrack<T> {
 struct RowState<T> {
     pos: MinTrack<T>, // tracks -d2
     neg: MinTrack<T>,
+}
+
+impl<T: Real> RowState<T> {
+    fn new() -> Self {
+        RowState {
+            pos: MinTrack::new(),
+            neg: MinTrack::new(),
+        }
+    }
+
+    fn merge(&mut self, other: RowState<T>) {
+        self.pos.merge(other.pos);
+        self.neg.merge(other.neg);
+    }
+}
+
+/// Row states of the blocks a worker scanned, by block index.
+type OwnedRows<T> = Vec<(usize, Vec<RowState<T>>)>;
+
+/// Reductions of rows reached through the transpose of a tile (symmetric
+/// case), one per row of X, kept per worker and merged at the end.
+struct ColumnStates<T>(Vec<RowState<T>>);
+
+impl<T: Real> ColumnStates<T> {
+    fn new() -> Self {
+        ColumnStates(Vec::new())
+    }
+
+    fn rows(&mut self, n: usize) -> &mut [RowState<T>] {
+        if self.0.is_empty() {
+            self.0 = (0..n).map(|_| RowState::new()).collect();
+        }
+        &mut self.0
+    }
+
+    fn merge(mut self, other: Self) -> Self {
+        if self.0.is_empty() {
+            return other;
+        }
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            a.merge(b);
+        }
+        self
+    }
 }
 
 pub fn batch_hard<T: Real>(
@@ -153,19 +212,87 @@ fn run<T: Real, const MR: usize, const NR: usize>(
     };
     let avx2 = has_avx2_fma();
     let n = x.rows;
-    let rows: Vec<(i64, T, i64, T)> = (0..n.div_ceil(ROW_BLOCK))
-        .into_par_iter()
-        .flat_map_iter(|b| {
-            let r0 = b * ROW_BLOCK;
-            let r1 = (r0 + ROW_BLOCK).min(n);
-            let states = scan_block::<T, MR, NR>(&ctx, r0..r1, avx2);
-            states
-                .into_iter()
-                .enumerate()
-                .map(|(k, st)| finish_row(&ctx, &exact, r0 + k, &st))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let nblocks = n.div_ceil(ROW_BLOCK);
+    let block_rows = |b: usize| (b * ROW_BLOCK)..((b + 1) * ROW_BLOCK).min(n);
+    let np = panels.count();
+    let rows: Vec<(i64, T, i64, T)> = if reference.is_some() {
+        (0..nblocks)
+            .into_par_iter()
+            .flat_map_iter(|b| {
+                let rows = block_rows(b);
+                let mut states: Vec<RowState<T>> = rows.clone().map(|_| RowState::new()).collect();
+                scan_block::<T, MR, NR>(&ctx, rows.clone(), 0..np, &mut states, None, avx2);
+                let r0 = rows.start;
+                states
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(k, st)| (r0 + k, st))
+                    .collect::<Vec<_>>()
+            })
+            .map(|(i, st)| finish_row(&ctx, &exact, i, &st))
+            .collect()
+    } else {
+        // Symmetric: block pairs (I, J) with J >= I only. Diagonal blocks
+        // update their own rows; the others also update the rows of J
+        // through the transpose. Blocks are aligned to whole panels.
+        let per_block = ROW_BLOCK / NR;
+        let (owned, cols) = (0..nblocks)
+            .into_par_iter()
+            .fold(
+                || (Vec::new(), ColumnStates::new()),
+                |(mut owned, mut cols): (OwnedRows<T>, ColumnStates<T>), b| {
+                    let rows = block_rows(b);
+                    let mut states: Vec<RowState<T>> =
+                        rows.clone().map(|_| RowState::new()).collect();
+                    let diag = b * per_block..(b + 1) * per_block;
+                    scan_block::<T, MR, NR>(
+                        &ctx,
+                        rows.clone(),
+                        diag.clone(),
+                        &mut states,
+                        None,
+                        avx2,
+                    );
+                    if diag.end < np {
+                        let cs = cols.rows(n);
+                        scan_block::<T, MR, NR>(
+                            &ctx,
+                            rows,
+                            diag.end..np,
+                            &mut states,
+                            Some(cs),
+                            avx2,
+                        );
+                    }
+                    owned.push((b, states));
+                    (owned, cols)
+                },
+            )
+            .reduce(
+                || (Vec::new(), ColumnStates::new()),
+                |(mut oa, ca), (ob, cb)| {
+                    oa.extend(ob);
+                    (oa, ca.merge(cb))
+                },
+            );
+        let mut states: Vec<Option<RowState<T>>> = (0..n).map(|_| None).collect();
+        for (b, sts) in owned {
+            for (k, st) in sts.into_iter().enumerate() {
+                states[b * ROW_BLOCK + k] = Some(st);
+            }
+        }
+        let mut cols = cols.0;
+        if !cols.is_empty() {
+            for (st, c) in states.iter_mut().zip(cols.drain(..)) {
+                st.as_mut().expect("every row scanned").merge(c);
+            }
+        }
+        states
+            .into_par_iter()
+            .enumerate()
+            .map(|(i, st)| finish_row(&ctx, &exact, i, &st.expect("every row scanned")))
+            .collect()
+    };
     let mut out = BatchHard {
         pos_idx: Vec::with_capacity(n),
         pos_dist: Vec::with_capacity(n),
@@ -193,82 +320,132 @@ struct Ctx<'a, T> {
 
 fn scan_block<T: Real, const MR: usize, const NR: usize>(
     ctx: &Ctx<T>,
-    rows: std::ops::Range<usize>,
+    rows: Range<usize>,
+    panels: Range<usize>,
+    states: &mut [RowState<T>],
+    cols: Option<&mut [RowState<T>]>,
     avx2: bool,
-) -> Vec<RowState<T>> {
+) {
     #[cfg(target_arch = "x86_64")]
     if avx2 {
         // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-        return unsafe { scan_block_avx2::<T, MR, NR>(ctx, rows) };
+        return unsafe { scan_block_avx2::<T, MR, NR>(ctx, rows, panels, states, cols) };
     }
     let _ = avx2;
-    scan_block_impl::<T, MR, NR, false>(ctx, rows)
+    scan_block_impl::<T, MR, NR, false>(ctx, rows, panels, states, cols)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn scan_block_avx2<T: Real, const MR: usize, const NR: usize>(
     ctx: &Ctx<T>,
-    rows: std::ops::Range<usize>,
-) -> Vec<RowState<T>> {
-    scan_block_impl::<T, MR, NR, true>(ctx, rows)
+    rows: Range<usize>,
+    panels: Range<usize>,
+    states: &mut [RowState<T>],
+    cols: Option<&mut [RowState<T>]>,
+) {
+    scan_block_impl::<T, MR, NR, true>(ctx, rows, panels, states, cols)
 }
 
+/// Offers reference point `j` at approximate squared distance `v` to a row.
+#[inline(always)]
+fn offer<T: Real>(st: &mut RowState<T>, same: bool, v: T, w: T, j: usize) {
+    if same {
+        st.pos.offer(T::ZERO - v, w, j as u32);
+    } else {
+        st.neg.offer(v, w, j as u32);
+    }
+}
+
+/// Scans anchor rows `rows` against the panels `panels`, updating the rows'
+/// reductions in `states` and, when `cols` is given (symmetric off-diagonal
+/// blocks), the reductions of the panels' own rows with the anchors.
 #[inline(always)]
 fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool>(
     ctx: &Ctx<T>,
-    rows: std::ops::Range<usize>,
-) -> Vec<RowState<T>> {
+    rows: Range<usize>,
+    panel_range: Range<usize>,
+    states: &mut [RowState<T>],
+    mut cols: Option<&mut [RowState<T>]>,
+) {
     let (r0, r1) = (rows.start, rows.end);
-    let mut states: Vec<RowState<T>> = (r0..r1)
-        .map(|_| RowState {
-            pos: MinTrack::new(),
-            neg: MinTrack::new(),
-        })
-        .collect();
     let padded_end = r0 + (r1 - r0).div_ceil(MR) * MR;
     let panels = ctx.panels;
-    for_each_tile::<T, MR, NR, FMA, false, _>(ctx.anchors, panels, r0..padded_end, |r, p, acc| {
-        let nb: &[T; NR] = panels.norms[p * NR..(p + 1) * NR].try_into().unwrap();
-        let lab: &[u32; NR] = panels.labels[p * NR..(p + 1) * NR].try_into().unwrap();
-        let wmax = panels.max_norm[p].to_f64();
-        for (rr, dots) in acc.iter().enumerate() {
-            let i = r + rr;
-            if i >= r1 {
-                break;
+    let init = T::from_f64(T::MAX_FINITE / 4.0);
+    for_each_tile::<T, MR, NR, FMA, false, _>(
+        ctx.anchors,
+        panels,
+        r0..padded_end,
+        panel_range,
+        |r, p, acc| {
+            let nb: &[T; NR] = panels.norms[p * NR..(p + 1) * NR].try_into().unwrap();
+            let lab: &[u32; NR] = panels.labels[p * NR..(p + 1) * NR].try_into().unwrap();
+            let wmax = panels.max_norm[p].to_f64();
+            let c0 = p * NR;
+            let width = NR.min(panels.n - c0);
+            // Column thresholds (symmetric case); padding columns never hit.
+            let mut col_neg = [T::ZERO - init; NR];
+            let mut col_pos = [init; NR];
+            let mut wcol = T::ZERO;
+            if let Some(cs) = cols.as_deref() {
+                let na_max = (r..(r + MR).min(r1))
+                    .map(|i| ctx.anchors.norms[i].to_f64())
+                    .fold(0.0, f64::max);
+                wcol = T::from_f64(ctx.kcoef * (na_max + wmax) + ctx.tiny);
+                for c in 0..width {
+                    col_neg[c] = cs[c0 + c].neg.best + wcol;
+                    col_pos[c] = T::ZERO - cs[c0 + c].pos.best - wcol;
+                }
             }
-            let st = &mut states[i - r0];
-            let na = ctx.anchors.norms[i];
-            let li = ctx.xlab[i];
-            let w = T::from_f64(ctx.kcoef * (na.to_f64() + wmax) + ctx.tiny);
-            let thr_neg = st.neg.best + w;
-            let thr_pos = T::ZERO - st.pos.best - w;
-            let mut hit = false;
-            for c in 0..NR {
-                let v = na + nb[c] - T::TWO * dots[c];
-                let same = lab[c] == li;
-                hit |= (same & (v >= thr_pos)) | (!same & (v <= thr_neg));
-            }
-            if !hit {
-                continue;
-            }
-            for c in 0..NR {
-                let j = p * NR + c;
-                if j >= panels.n {
+            let mut col_hit = false;
+            for (rr, dots) in acc.iter().enumerate() {
+                let i = r + rr;
+                if i >= r1 {
                     break;
                 }
-                let v = na + nb[c] - T::TWO * dots[c];
-                if lab[c] == li {
-                    if !(ctx.self_excluded && j == i) {
-                        st.pos.offer(T::ZERO - v, w, j as u32);
+                let st = &mut states[i - r0];
+                let na = ctx.anchors.norms[i];
+                let li = ctx.xlab[i];
+                let w = T::from_f64(ctx.kcoef * (na.to_f64() + wmax) + ctx.tiny);
+                let thr_neg = st.neg.best + w;
+                let thr_pos = T::ZERO - st.pos.best - w;
+                let mut hit = false;
+                for c in 0..NR {
+                    let v = na + nb[c] - T::TWO * dots[c];
+                    let same = lab[c] == li;
+                    hit |= (same & (v >= thr_pos)) | (!same & (v <= thr_neg));
+                    col_hit |= (same & (v >= col_pos[c])) | (!same & (v <= col_neg[c]));
+                }
+                if !hit {
+                    continue;
+                }
+                for c in 0..width {
+                    let j = c0 + c;
+                    if !(ctx.self_excluded && j == i && lab[c] == li) {
+                        offer(st, lab[c] == li, na + nb[c] - T::TWO * dots[c], w, j);
                     }
-                } else {
-                    st.neg.offer(v, w, j as u32);
                 }
             }
-        }
-    });
-    states
+            if let (true, Some(cs)) = (col_hit, cols.as_deref_mut()) {
+                for (rr, dots) in acc.iter().enumerate() {
+                    let i = r + rr;
+                    if i >= r1 {
+                        break;
+                    }
+                    let (na, li) = (ctx.anchors.norms[i], ctx.xlab[i]);
+                    for c in 0..width {
+                        offer(
+                            &mut cs[c0 + c],
+                            lab[c] == li,
+                            na + nb[c] - T::TWO * dots[c],
+                            wcol,
+                            i,
+                        );
+                    }
+                }
+            }
+        },
+    );
 }
 
 /// Picks the exact extreme among a row's candidates (or by a full exact scan).

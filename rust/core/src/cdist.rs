@@ -111,22 +111,28 @@ fn fill_rows_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool>(
     let rows_here = block.len() / m;
     let half = T::from_f64(0.5);
     let end = r0 + rows_here.div_ceil(MR) * MR;
-    for_each_tile::<T, MR, NR, FMA, true, _>(anchors, panels, r0..end, |r, p, acc| {
-        let c0 = p * NR;
-        let width = NR.min(m - c0);
-        for (rr, d2row) in acc.iter().enumerate() {
-            let row = r - r0 + rr;
-            if row >= rows_here {
-                break;
+    for_each_tile::<T, MR, NR, FMA, true, _>(
+        anchors,
+        panels,
+        r0..end,
+        0..panels.count(),
+        |r, p, acc| {
+            let c0 = p * NR;
+            let width = NR.min(m - c0);
+            for (rr, d2row) in acc.iter().enumerate() {
+                let row = r - r0 + rr;
+                if row >= rows_here {
+                    break;
+                }
+                let out = &mut block[row * m + c0..row * m + c0 + width];
+                for (o, &v) in out.iter_mut().zip(d2row) {
+                    *o = match metric {
+                        Metric::Euclidean => T::from_f64(v.to_f64().sqrt()),
+                        Metric::SqEuclidean => v,
+                        Metric::Cosine => half * v,
+                    };
+                }
             }
-            let out = &mut block[row * m + c0..row * m + c0 + width];
-            for (o, &v) in out.iter_mut().zip(d2row) {
-                *o = match metric {
-                    Metric::Euclidean => T::from_f64(v.to_f64().sqrt()),
-                    Metric::SqEuclidean => v,
-                    Metric::Cosine => half * v,
-                };
-            }
-        }
-    });
+        },
+    );
 }

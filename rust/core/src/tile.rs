@@ -55,13 +55,14 @@ fn micro_tile<T: Real, const MR: usize, const NR: usize, const FMA: bool, const 
 }
 
 /// Visits every tile of anchor rows `rows` (a range whose start is a
-/// multiple of `MR`) against all panels, calling `epilogue(first_row,
+/// multiple of `MR`) against the panels `cols`, calling `epilogue(first_row,
 /// panel, acc)`. Panels are swept in blocks that stay in cache.
 #[inline(always)]
 pub fn for_each_tile<T, const MR: usize, const NR: usize, const FMA: bool, const SQDIFF: bool, F>(
     anchors: &Anchors<T>,
     panels: &Panels<T>,
     rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
     mut epilogue: F,
 ) where
     T: Real,
@@ -70,9 +71,9 @@ pub fn for_each_tile<T, const MR: usize, const NR: usize, const FMA: bool, const
     debug_assert_eq!(panels.nr, NR);
     let d = anchors.d;
     let per_block = (PANEL_BLOCK_BYTES / (d * NR * std::mem::size_of::<T>())).max(1);
-    let np = panels.count();
+    let np = cols.end.min(panels.count());
     let mut acc = [[T::ZERO; NR]; MR];
-    let mut p0 = 0;
+    let mut p0 = cols.start;
     while p0 < np {
         let p1 = (p0 + per_block).min(np);
         let mut r = rows.start;
