@@ -10,8 +10,19 @@ use crate::real::Real;
 /// Bytes of reference panels kept hot while a group of anchor rows sweeps them.
 const PANEL_BLOCK_BYTES: usize = 192 * 1024;
 
-/// Whether the AVX2 + FMA code path can run on this CPU.
+/// Whether the AVX2 + FMA code path runs: the CPU has both, and the
+/// environment variable `TRIPLETCORE_DISABLE_SIMD` is unset or `0` (set it
+/// to test the portable path). Read once per process.
 pub fn has_avx2_fma() -> bool {
+    static USE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *USE.get_or_init(|| {
+        let disabled =
+            std::env::var("TRIPLETCORE_DISABLE_SIMD").is_ok_and(|v| !v.is_empty() && v != "0");
+        !disabled && cpu_has_avx2_fma()
+    })
+}
+
+fn cpu_has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
