@@ -125,26 +125,44 @@ impl<T: Real> RowState<T> {
 type OwnedRows<T> = Vec<(usize, Vec<RowState<T>>)>;
 
 /// Reductions of rows reached through the transpose of a tile (symmetric
-/// case), one per row of X, kept per worker and merged at the end.
-struct ColumnStates<T>(Vec<RowState<T>>);
+/// case), one per row of X, kept per worker and merged at the end. The
+/// bounds are mirrored in flat arrays (padded to whole panels) so a tile
+/// loads its columns' thresholds as vectors.
+struct ColumnStates<T> {
+    states: Vec<RowState<T>>,
+    best_neg: Vec<T>,
+    best_pos: Vec<T>,
+}
 
 impl<T: Real> ColumnStates<T> {
     fn new() -> Self {
-        ColumnStates(Vec::new())
+        ColumnStates {
+            states: Vec::new(),
+            best_neg: Vec::new(),
+            best_pos: Vec::new(),
+        }
     }
 
-    fn rows(&mut self, n: usize) -> &mut [RowState<T>] {
-        if self.0.is_empty() {
-            self.0 = (0..n).map(|_| RowState::new()).collect();
+    fn ensure(&mut self, n: usize, nr: usize) {
+        if self.states.is_empty() {
+            self.states = (0..n).map(|_| RowState::new()).collect();
+            let padded = n.div_ceil(nr) * nr;
+            // Padding columns get bounds no value can pass.
+            let never = T::ZERO - T::from_f64(T::MAX_FINITE / 4.0);
+            self.best_neg = vec![never; padded];
+            self.best_pos = vec![never; padded];
+            for j in 0..n {
+                self.best_neg[j] = self.states[j].neg.best;
+                self.best_pos[j] = self.states[j].pos.best;
+            }
         }
-        &mut self.0
     }
 
     fn merge(mut self, other: Self) -> Self {
-        if self.0.is_empty() {
+        if self.states.is_empty() {
             return other;
         }
-        for (a, b) in self.0.iter_mut().zip(other.0) {
+        for (a, b) in self.states.iter_mut().zip(other.states) {
             a.merge(b);
         }
         self
@@ -254,13 +272,13 @@ fn run<T: Real, const MR: usize, const NR: usize>(
                         avx2,
                     );
                     if diag.end < np {
-                        let cs = cols.rows(n);
+                        cols.ensure(n, NR);
                         scan_block::<T, MR, NR>(
                             &ctx,
                             rows,
                             diag.end..np,
                             &mut states,
-                            Some(cs),
+                            Some(&mut cols),
                             avx2,
                         );
                     }
@@ -281,7 +299,7 @@ fn run<T: Real, const MR: usize, const NR: usize>(
                 states[b * ROW_BLOCK + k] = Some(st);
             }
         }
-        let mut cols = cols.0;
+        let mut cols = cols.states;
         if !cols.is_empty() {
             for (st, c) in states.iter_mut().zip(cols.drain(..)) {
                 st.as_mut().expect("every row scanned").merge(c);
@@ -323,28 +341,36 @@ fn scan_block<T: Real, const MR: usize, const NR: usize>(
     rows: Range<usize>,
     panels: Range<usize>,
     states: &mut [RowState<T>],
-    cols: Option<&mut [RowState<T>]>,
+    cols: Option<&mut ColumnStates<T>>,
     avx2: bool,
 ) {
     #[cfg(target_arch = "x86_64")]
     if avx2 {
         // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-        return unsafe { scan_block_avx2::<T, MR, NR>(ctx, rows, panels, states, cols) };
+        return unsafe {
+            match cols {
+                Some(cs) => scan_block_avx2::<T, MR, NR, true>(ctx, rows, panels, states, Some(cs)),
+                None => scan_block_avx2::<T, MR, NR, false>(ctx, rows, panels, states, None),
+            }
+        };
     }
     let _ = avx2;
-    scan_block_impl::<T, MR, NR, false>(ctx, rows, panels, states, cols)
+    match cols {
+        Some(cs) => scan_block_impl::<T, MR, NR, false, true>(ctx, rows, panels, states, Some(cs)),
+        None => scan_block_impl::<T, MR, NR, false, false>(ctx, rows, panels, states, None),
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn scan_block_avx2<T: Real, const MR: usize, const NR: usize>(
+unsafe fn scan_block_avx2<T: Real, const MR: usize, const NR: usize, const SYM: bool>(
     ctx: &Ctx<T>,
     rows: Range<usize>,
     panels: Range<usize>,
     states: &mut [RowState<T>],
-    cols: Option<&mut [RowState<T>]>,
+    cols: Option<&mut ColumnStates<T>>,
 ) {
-    scan_block_impl::<T, MR, NR, true>(ctx, rows, panels, states, cols)
+    scan_block_impl::<T, MR, NR, true, SYM>(ctx, rows, panels, states, cols)
 }
 
 /// Offers reference point `j` at approximate squared distance `v` to a row.
@@ -357,21 +383,20 @@ fn offer<T: Real>(st: &mut RowState<T>, same: bool, v: T, w: T, j: usize) {
     }
 }
 
-/// Scans anchor rows `rows` against the panels `panels`, updating the rows'
-/// reductions in `states` and, when `cols` is given (symmetric off-diagonal
-/// blocks), the reductions of the panels' own rows with the anchors.
+/// Scans anchor rows `rows` against the panels `panel_range`, updating the
+/// rows' reductions in `states` and, with `SYM` (symmetric off-diagonal
+/// blocks), the reductions in `cols` of the panels' own rows.
 #[inline(always)]
-fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool>(
+fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool, const SYM: bool>(
     ctx: &Ctx<T>,
     rows: Range<usize>,
     panel_range: Range<usize>,
     states: &mut [RowState<T>],
-    mut cols: Option<&mut [RowState<T>]>,
+    mut cols: Option<&mut ColumnStates<T>>,
 ) {
     let (r0, r1) = (rows.start, rows.end);
     let padded_end = r0 + (r1 - r0).div_ceil(MR) * MR;
     let panels = ctx.panels;
-    let init = T::from_f64(T::MAX_FINITE / 4.0);
     for_each_tile::<T, MR, NR, FMA, false, _>(
         ctx.anchors,
         panels,
@@ -383,18 +408,23 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool>(
             let wmax = panels.max_norm[p].to_f64();
             let c0 = p * NR;
             let width = NR.min(panels.n - c0);
-            // Column thresholds (symmetric case); padding columns never hit.
-            let mut col_neg = [T::ZERO - init; NR];
-            let mut col_pos = [init; NR];
+            // Column thresholds, from the flat bounds (padding never passes).
+            let mut col_neg = [T::ZERO; NR];
+            let mut col_pos = [T::ZERO; NR];
             let mut wcol = T::ZERO;
-            if let Some(cs) = cols.as_deref() {
+            if SYM {
+                let cs = cols
+                    .as_deref()
+                    .expect("column states in the symmetric scan");
                 let na_max = (r..(r + MR).min(r1))
-                    .map(|i| ctx.anchors.norms[i].to_f64())
-                    .fold(0.0, f64::max);
-                wcol = T::from_f64(ctx.kcoef * (na_max + wmax) + ctx.tiny);
-                for c in 0..width {
-                    col_neg[c] = cs[c0 + c].neg.best + wcol;
-                    col_pos[c] = T::ZERO - cs[c0 + c].pos.best - wcol;
+                    .map(|i| ctx.anchors.norms[i])
+                    .fold(T::ZERO, |a, b| if b > a { b } else { a });
+                wcol = T::from_f64(ctx.kcoef * (na_max.to_f64() + wmax) + ctx.tiny);
+                let bn: &[T; NR] = cs.best_neg[c0..c0 + NR].try_into().unwrap();
+                let bp: &[T; NR] = cs.best_pos[c0..c0 + NR].try_into().unwrap();
+                for c in 0..NR {
+                    col_neg[c] = bn[c] + wcol;
+                    col_pos[c] = T::ZERO - bp[c] - wcol;
                 }
             }
             let mut col_hit = false;
@@ -414,7 +444,9 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool>(
                     let v = na + nb[c] - T::TWO * dots[c];
                     let same = lab[c] == li;
                     hit |= (same & (v >= thr_pos)) | (!same & (v <= thr_neg));
-                    col_hit |= (same & (v >= col_pos[c])) | (!same & (v <= col_neg[c]));
+                    if SYM {
+                        col_hit |= (same & (v >= col_pos[c])) | (!same & (v <= col_neg[c]));
+                    }
                 }
                 if !hit {
                     continue;
@@ -426,7 +458,10 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool>(
                     }
                 }
             }
-            if let (true, Some(cs)) = (col_hit, cols.as_deref_mut()) {
+            if SYM && col_hit {
+                let cs = cols
+                    .as_deref_mut()
+                    .expect("column states in the symmetric scan");
                 for (rr, dots) in acc.iter().enumerate() {
                     let i = r + rr;
                     if i >= r1 {
@@ -434,13 +469,10 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool>(
                     }
                     let (na, li) = (ctx.anchors.norms[i], ctx.xlab[i]);
                     for c in 0..width {
-                        offer(
-                            &mut cs[c0 + c],
-                            lab[c] == li,
-                            na + nb[c] - T::TWO * dots[c],
-                            wcol,
-                            i,
-                        );
+                        let st = &mut cs.states[c0 + c];
+                        offer(st, lab[c] == li, na + nb[c] - T::TWO * dots[c], wcol, i);
+                        cs.best_neg[c0 + c] = st.neg.best;
+                        cs.best_pos[c0 + c] = st.pos.best;
                     }
                 }
             }

@@ -182,7 +182,10 @@ fn column_sums<T: Real>(m: &Matrix<T>) -> Vec<f64> {
         )
 }
 
-/// Transformed anchor rows, padded with zero rows to a multiple of `mr`.
+/// Transformed anchor rows, padded with zero rows to a multiple of `mr`
+/// and packed by groups of `mr` rows, k-major inside a group
+/// (`rows[g * mr * d + k * mr + r]`), so the micro-kernel's broadcasts for
+/// one k read one contiguous run.
 pub struct Anchors<T> {
     pub rows: Vec<T>,
     pub norms: Vec<T>,
@@ -244,7 +247,23 @@ pub fn prepare_anchors<T: Real>(
         })
         .reduce(|| 0.0, f64::max);
     check_magnitude::<T>(max, arg)?;
-    Ok(Anchors { rows, norms, n, d })
+    let mut packed = vec![T::ZERO; padded * d];
+    packed
+        .par_chunks_mut(mr * d)
+        .zip(rows.par_chunks(mr * d))
+        .for_each(|(out, group)| {
+            for (r, row) in group.chunks_exact(d).enumerate() {
+                for (k, v) in row.iter().enumerate() {
+                    out[k * mr + r] = *v;
+                }
+            }
+        });
+    Ok(Anchors {
+        rows: packed,
+        norms,
+        n,
+        d,
+    })
 }
 
 /// Packs `y` (already validated) into panels; `use_x_norms` selects which

@@ -33,8 +33,8 @@ fn cpu_has_avx2_fma() -> bool {
     }
 }
 
-/// `acc[r][c] = sum_k a[r][k] * b[k][c]`, or with `SQDIFF`
-/// `sum_k (a[r][k] - b[k][c])^2`.
+/// `acc[r][c] = sum_k a[k][r] * b[k][c]`, or with `SQDIFF`
+/// `sum_k (a[k][r] - b[k][c])^2` (`a` and `b` both packed k-major).
 #[inline(always)]
 fn micro_tile<T: Real, const MR: usize, const NR: usize, const FMA: bool, const SQDIFF: bool>(
     a: &[T],
@@ -44,11 +44,9 @@ fn micro_tile<T: Real, const MR: usize, const NR: usize, const FMA: bool, const 
 ) {
     assert!(a.len() >= MR * d && panel.len() >= NR * d);
     *acc = [[T::ZERO; NR]; MR];
-    for (k, b) in panel.chunks_exact(NR).take(d).enumerate() {
-        let b: &[T; NR] = b.try_into().unwrap();
-        for (r, row) in acc.iter_mut().enumerate() {
-            // SAFETY: r * d + k < MR * d <= a.len(), asserted above.
-            let ar = unsafe { *a.get_unchecked(r * d + k) };
+    for (ak, b) in a.chunks_exact(MR).zip(panel.chunks_exact(NR)).take(d) {
+        let (ak, b): (&[T; MR], &[T; NR]) = (ak.try_into().unwrap(), b.try_into().unwrap());
+        for (row, &ar) in acc.iter_mut().zip(ak) {
             for c in 0..NR {
                 let (x, y) = if SQDIFF {
                     (ar - b[c], ar - b[c])
