@@ -63,6 +63,10 @@ impl<T: Real> MinTrack<T> {
         let ub = v + w;
         if ub < self.best {
             self.best = ub;
+            // Pruning as the bound tightens keeps the list at the few
+            // genuinely tied candidates (memory O(1) per row).
+            let best = self.best;
+            self.cands.retain(|c| c.0 <= best);
         }
         if self.overflow {
             return;
@@ -254,11 +258,15 @@ fn run<T: Real, const MR: usize, const NR: usize>(
         // update their own rows; the others also update the rows of J
         // through the transpose. Blocks are aligned to whole panels.
         let per_block = ROW_BLOCK / NR;
-        let (owned, cols) = (0..nblocks)
+        // A fixed number of worker groups, each taking every `groups`-th
+        // block (balancing the triangle) with one set of column states.
+        let groups = (2 * rayon::current_num_threads()).clamp(1, nblocks);
+        let (owned, cols) = (0..groups)
             .into_par_iter()
-            .fold(
-                || (Vec::new(), ColumnStates::new()),
-                |(mut owned, mut cols): (OwnedRows<T>, ColumnStates<T>), b| {
+            .map(|g| {
+                let mut owned: OwnedRows<T> = Vec::new();
+                let mut cols = ColumnStates::new();
+                for b in (g..nblocks).step_by(groups) {
                     let rows = block_rows(b);
                     let mut states: Vec<RowState<T>> =
                         rows.clone().map(|_| RowState::new()).collect();
@@ -283,9 +291,9 @@ fn run<T: Real, const MR: usize, const NR: usize>(
                         );
                     }
                     owned.push((b, states));
-                    (owned, cols)
-                },
-            )
+                }
+                (owned, cols)
+            })
             .reduce(
                 || (Vec::new(), ColumnStates::new()),
                 |(mut oa, ca), (ob, cb)| {
