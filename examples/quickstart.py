@@ -51,13 +51,18 @@ def main() -> None:
     gap_neg = np.abs(np.where(diff, D, np.inf).min(1) - hard.neg_dist).max()
 
     print(f"batch_hard           {t_mine * 1e3:8.1f} ms")
-    print(f"loss + gradient      {t_loss * 1e3:8.1f} ms   loss = {loss:.4f}, |grad| = "
-          f"{np.linalg.norm(grad):.4f}")
-    print(f"batch-all loss+grad  {t_all * 1e3:8.1f} ms   loss = {loss_all:.4f} "
-          f"(mean over {n * (per_class - 1) * (n - per_class):,} triplets' non-zero terms)")
+    print(
+        f"loss + gradient      {t_loss * 1e3:8.1f} ms   loss = {loss:.4f}, |grad| = "
+        f"{np.linalg.norm(grad):.4f}"
+    )
+    print(
+        f"batch-all loss+grad  {t_all * 1e3:8.1f} ms   loss = {loss_all:.4f} "
+        f"(mean over {n * (per_class - 1) * (n - per_class):,} triplets' non-zero terms)"
+    )
     print(f"numpy X @ X.T        {t_gemm * 1e3:8.1f} ms   (matrix product only, for scale)")
-    print(f"largest gap to the float64 brute force: positives {gap_pos:.2e}, "
-          f"negatives {gap_neg:.2e}")
+    print(
+        f"largest gap to the float64 brute force: positives {gap_pos:.2e}, negatives {gap_neg:.2e}"
+    )
     frac = float(np.mean(hard.pos_dist - hard.neg_dist + 0.2 > 0))
     print(f"anchors violating the margin: {frac:.1%}")
 

@@ -21,6 +21,7 @@ use crate::prep::{
     Anchors, Matrix, Panels, Transform,
 };
 use crate::real::Real;
+use crate::scale::{distance_factor, with_safe_scale};
 use crate::tile::{for_each_tile, has_avx2_fma, is_f32};
 
 /// Per-anchor result; `-1` / NaN where an anchor has no positive or negative.
@@ -184,11 +185,21 @@ pub fn batch_hard<T: Real>(
         check_same_dim(x, y)?;
         check_labels(ref_labels, y.rows, "ref_labels", "Y")?;
     }
-    if is_f32::<T>() {
-        run::<T, 6, 16>(x, labels, reference, metric)
-    } else {
-        run::<T, 6, 8>(x, labels, reference, metric)
-    }
+    with_safe_scale(x, reference.map(|r| r.0), |x, y, s| {
+        let reference = y.zip(reference.map(|r| r.1));
+        let mut out = if is_f32::<T>() {
+            run::<T, 6, 16>(x, labels, reference, metric)
+        } else {
+            run::<T, 6, 8>(x, labels, reference, metric)
+        }?;
+        let f = distance_factor(metric, s);
+        if f != 1.0 {
+            for v in out.pos_dist.iter_mut().chain(out.neg_dist.iter_mut()) {
+                *v = T::from_f64(v.to_f64() * f);
+            }
+        }
+        Ok(out)
+    })
 }
 
 fn run<T: Real, const MR: usize, const NR: usize>(

@@ -9,6 +9,7 @@ use crate::prep::{
     check_same_dim, prepare_anchors, prepare_panels, row_norms, Anchors, Matrix, Panels, Transform,
 };
 use crate::real::Real;
+use crate::scale::{distance_factor, with_safe_scale};
 use crate::tile::{for_each_tile, has_avx2_fma, is_f32};
 
 /// Row-major `x.rows x y.rows` distances (`y = x` when `None`).
@@ -16,11 +17,19 @@ pub fn cdist<T: Real>(x: &Matrix<T>, y: Option<&Matrix<T>>, metric: Metric) -> R
     if let Some(y) = y {
         check_same_dim(x, y)?;
     }
-    if is_f32::<T>() {
-        run::<T, 6, 16>(x, y, metric)
-    } else {
-        run::<T, 6, 8>(x, y, metric)
-    }
+    with_safe_scale(x, y, |x, y, s| {
+        let mut out = if is_f32::<T>() {
+            run::<T, 6, 16>(x, y, metric)
+        } else {
+            run::<T, 6, 8>(x, y, metric)
+        }?;
+        let f = distance_factor(metric, s);
+        if f != 1.0 {
+            out.par_iter_mut()
+                .for_each(|v| *v = T::from_f64(v.to_f64() * f));
+        }
+        Ok(out)
+    })
 }
 
 fn run<T: Real, const MR: usize, const NR: usize>(

@@ -13,6 +13,7 @@ pub mod loss;
 pub mod metric;
 pub mod prep;
 pub mod real;
+mod scale;
 pub mod semi_hard;
 pub mod tile;
 

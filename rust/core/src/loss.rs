@@ -16,6 +16,7 @@ use crate::exact::Exact;
 use crate::metric::Metric;
 use crate::prep::{check_labels, encode_labels, row_norms, Matrix};
 use crate::real::Real;
+use crate::scale::{distance_factor, with_safe_scale};
 use crate::semi_hard::{check_margin, mine, Fallback, Triplet};
 use crate::tile::is_f32;
 
@@ -140,6 +141,30 @@ pub fn triplet_margin_loss<T: Real>(
 ) -> Result<LossOutput<T>> {
     check_labels(labels, x.rows, "labels", "X")?;
     check_margin(opts.margin, false)?;
+    with_safe_scale(x, None, |x, _, s| {
+        // On x / s, distances are d / f; the gradient picks up f / s.
+        let f = distance_factor(metric, s);
+        let mut out = scaled_loss(x, labels, metric, opts, f)?;
+        let g = f / s;
+        if g != 1.0 {
+            out.grad
+                .par_iter_mut()
+                .for_each(|v| *v = T::from_f64(v.to_f64() * g));
+        }
+        Ok(out)
+    })
+}
+
+/// The loss on data divided by a power of two whose distances are the
+/// original ones divided by `f`: distances are taken back to the caller's
+/// units (`* f`) before any loss term, so soft margins stay exact.
+fn scaled_loss<T: Real>(
+    x: &Matrix<T>,
+    labels: &[i64],
+    metric: Metric,
+    opts: LossOptions,
+    f: f64,
+) -> Result<LossOutput<T>> {
     let scales = row_norms(x, metric, "X")?;
     let exact = Exact {
         x: *x,
@@ -160,18 +185,22 @@ pub fn triplet_margin_loss<T: Real>(
                         a: a as u32,
                         p: p as u32,
                         n: n as u32,
-                        dap: exact.dist(a, p),
-                        dan: exact.dist(a, n),
+                        dap: exact.dist(a, p) * f,
+                        dan: exact.dist(a, n) * f,
                     }
                 })
                 .collect();
             Ok(explicit_loss(&exact, &ts, opts))
         }
         Mining::SemiHard => {
-            let ts = mine(&exact, &codes, opts.margin, opts.fallback);
+            let mut ts = mine(&exact, &codes, opts.margin / f, opts.fallback);
+            for t in ts.iter_mut() {
+                t.dap *= f;
+                t.dan *= f;
+            }
             Ok(explicit_loss(&exact, &ts, opts))
         }
-        Mining::BatchAll => batch_all_loss(x, &exact, &codes, opts),
+        Mining::BatchAll => batch_all_loss(x, &exact, &codes, opts, f),
     }
 }
 
@@ -256,15 +285,37 @@ fn batch_all_loss<T: Real>(
     exact: &Exact<T>,
     codes: &[u32],
     opts: LossOptions,
+    f: f64,
 ) -> Result<LossOutput<T>> {
     if is_f32::<T>() {
-        batch_all_blocks::<T, 6, 16>(x, exact, codes, opts)
+        batch_all_blocks::<T, 6, 16>(x, exact, codes, opts, f)
     } else {
-        batch_all_blocks::<T, 6, 8>(x, exact, codes, opts)
+        batch_all_blocks::<T, 6, 8>(x, exact, codes, opts, f)
     }
 }
 
-/// One anchor's loss from its distance row: sort, prefix sums, counts.
+/// Whether the triplet (positive at `p`, negative at `q`) has a positive
+/// hinge. Every count in batch-all uses this one predicate, so the loss
+/// and its gradient weights agree exactly.
+#[inline(always)]
+fn active(p: f64, q: f64, m: f64) -> bool {
+    p - q + m > 0.0
+}
+
+/// How many of the sorted positive distances `pos` are active with a
+/// negative at distance `q` (they form a suffix of `pos`).
+#[inline]
+fn active_count(pos: &[f64], q: f64, m: f64) -> usize {
+    if pos.len() <= 16 {
+        pos.iter().map(|&p| active(p, q, m) as usize).sum()
+    } else {
+        pos.len() - pos.partition_point(|&p| !active(p, q, m))
+    }
+}
+
+/// One anchor's loss from its distance row. Hinge: each negative goes to
+/// the bucket of the first positive it is active for; prefix counts and
+/// sums over buckets give every positive's loss, in O(N log K), no sort.
 fn summarize(
     row: &[f64],
     codes: &[u32],
@@ -287,47 +338,74 @@ fn summarize(
         }
     }
     pos.sort_unstable_by(f64::total_cmp);
-    neg.sort_unstable_by(f64::total_cmp);
     let mut s = AnchorSummary {
         loss: 0.0,
         triplets: (pos.len() * neg.len()) as f64,
         nonzero: 0.0,
         pos_sorted: pos.clone(),
-        pos_weight: Vec::with_capacity(pos.len()),
+        pos_weight: vec![0.0; pos.len()],
     };
-    if neg.is_empty() {
-        s.pos_weight.resize(pos.len(), 0.0);
+    if pos.is_empty() || neg.is_empty() {
         return s;
     }
     if soft {
-        for &p in pos.iter() {
-            let mut w = 0.0;
+        for (&p, w) in pos.iter().zip(s.pos_weight.iter_mut()) {
             for &q in neg.iter() {
                 let l = softplus(p - q);
                 s.loss += l;
                 s.nonzero += (l > 0.0) as u8 as f64;
-                w += sigmoid(p - q);
+                *w += sigmoid(p - q);
             }
-            s.pos_weight.push(w);
         }
     } else {
-        // Prefix sums of the sorted negatives, reusing `neg`'s order.
-        let mut prefix = Vec::with_capacity(neg.len() + 1);
-        prefix.push(0.0);
-        let mut acc = 0.0;
+        let k = pos.len();
+        let (mut count, mut sum) = (vec![0usize; k + 1], vec![0.0f64; k + 1]);
         for &q in neg.iter() {
-            acc += q;
-            prefix.push(acc);
+            let first = k - active_count(pos, q, m);
+            count[first] += 1;
+            sum[first] += q;
         }
-        for &p in pos.iter() {
-            // Active negatives: p - q + m > 0, a prefix of the sorted q.
-            let k = neg.partition_point(|&q| p - q + m > 0.0);
-            s.loss += k as f64 * (p + m) - prefix[k];
-            s.nonzero += k as f64;
-            s.pos_weight.push(k as f64);
+        let (mut c, mut sq) = (0usize, 0.0f64);
+        for (i, &p) in pos.iter().enumerate() {
+            c += count[i];
+            sq += sum[i];
+            s.loss += c as f64 * (p + m) - sq;
+            s.nonzero += c as f64;
+            s.pos_weight[i] = c as f64;
         }
     }
     s
+}
+
+/// The summaries' positive distances and weights in flat (CSR) arrays.
+struct Positives {
+    start: Vec<usize>,
+    dist: Vec<f64>,
+    weight: Vec<f64>,
+}
+
+impl Positives {
+    fn new(summaries: &[AnchorSummary]) -> Self {
+        let mut start = Vec::with_capacity(summaries.len() + 1);
+        let (mut dist, mut weight) = (Vec::new(), Vec::new());
+        start.push(0);
+        for s in summaries {
+            dist.extend_from_slice(&s.pos_sorted);
+            weight.extend_from_slice(&s.pos_weight);
+            start.push(dist.len());
+        }
+        Positives {
+            start,
+            dist,
+            weight,
+        }
+    }
+
+    #[inline(always)]
+    fn of(&self, a: usize) -> (&[f64], &[f64]) {
+        let r = self.start[a]..self.start[a + 1];
+        (&self.dist[r.clone()], &self.weight[r])
+    }
 }
 
 fn batch_all_blocks<T: Real, const MR: usize, const NR: usize>(
@@ -335,6 +413,7 @@ fn batch_all_blocks<T: Real, const MR: usize, const NR: usize>(
     exact: &Exact<T>,
     codes: &[u32],
     opts: LossOptions,
+    f: f64,
 ) -> Result<LossOutput<T>> {
     let (n, d) = (x.rows, x.cols);
     let (m, soft, metric) = (opts.margin, opts.soft, exact.metric);
@@ -360,7 +439,7 @@ fn batch_all_blocks<T: Real, const MR: usize, const NR: usize>(
                     .map(|a| {
                         let k = a - rows.start;
                         for (r, v) in row.iter_mut().zip(&buf[k * n..(k + 1) * n]) {
-                            *r = v.to_f64();
+                            *r = v.to_f64() * f;
                         }
                         summarize(row, codes, a, opts, scratch)
                     })
@@ -374,17 +453,18 @@ fn batch_all_blocks<T: Real, const MR: usize, const NR: usize>(
     let total: f64 = summaries.iter().map(|s| s.loss).sum();
     let scale = opts.reduction.scale(triplets, nonzero);
 
-    // d loss_a / d d(a, j) from anchor a's summary, for the distance v = d(a, j).
-    let weight = |s: &AnchorSummary, positive: bool, v: f64| -> f64 {
+    // d loss_a / d d(a, j) for anchor a and the distance v = d(a, j).
+    let positives = Positives::new(&summaries);
+    let weight = |a: usize, positive: bool, v: f64| -> f64 {
+        let (dist, w) = positives.of(a);
         if positive {
-            let k = s.pos_sorted.partition_point(|&p| p < v);
-            debug_assert!(s.pos_sorted[k] == v);
-            s.pos_weight[k]
+            let k = dist.partition_point(|&p| p < v);
+            debug_assert!(dist[k] == v);
+            w[k]
         } else if soft {
-            -s.pos_sorted.iter().map(|&p| sigmoid(p - v)).sum::<f64>()
+            -dist.iter().map(|&p| sigmoid(p - v)).sum::<f64>()
         } else {
-            let inactive = s.pos_sorted.partition_point(|&p| p - v + m <= 0.0);
-            -((s.pos_sorted.len() - inactive) as f64)
+            -(active_count(dist, v, m) as f64)
         }
     };
     let norm = |i: usize| exact.nx.map_or(1.0, |s| s[i]);
@@ -409,14 +489,15 @@ fn batch_all_blocks<T: Real, const MR: usize, const NR: usize>(
             // 2w * (x_t - x_j), cosine w/|x_t| * (cos u_t - u_j), u = x/|x|.
             let mut diag = [0.0f64; BLOCK];
             for (k, t) in rows.clone().enumerate() {
-                let (st, ct) = (&summaries[t], &mut coef[k * n..(k + 1) * n]);
+                let ct = &mut coef[k * n..(k + 1) * n];
                 for j in 0..n {
                     let v = buf[k * n + j].to_f64();
                     let positive = codes[j] == codes[t];
-                    let w = if j == t || (positive && st.pos_sorted.is_empty()) {
+                    // Weights live in the caller's units (v * f, exact: f is a power of two).
+                    let w = if j == t {
                         0.0
                     } else {
-                        (weight(st, positive, v) + weight(&summaries[j], positive, v)) * scale
+                        (weight(t, positive, v * f) + weight(j, positive, v * f)) * scale
                     };
                     ct[j] = match metric {
                         Metric::Euclidean if v > 0.0 => w / v,

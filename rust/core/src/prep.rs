@@ -90,8 +90,14 @@ pub fn row_norms<T: Real>(
     let scales: Vec<f64> = (0..m.rows)
         .into_par_iter()
         .map(|i| {
-            let n2: f64 = m.row(i).iter().map(|v| v.to_f64() * v.to_f64()).sum();
-            n2.sqrt()
+            // Scaled by the row's largest entry: no overflow or underflow.
+            let row = m.row(i);
+            let amax = row.iter().map(|v| v.to_f64().abs()).fold(0.0, f64::max);
+            if amax == 0.0 {
+                return 0.0;
+            }
+            let n2: f64 = row.iter().map(|v| (v.to_f64() / amax).powi(2)).sum();
+            amax * n2.sqrt()
         })
         .collect();
     if let Some(row) = scales.iter().position(|s| !(*s > 0.0 && s.is_finite())) {

@@ -8,6 +8,7 @@ use crate::exact::Exact;
 use crate::metric::Metric;
 use crate::prep::{check_labels, encode_labels, row_norms, Matrix};
 use crate::real::Real;
+use crate::scale::{distance_factor, with_safe_scale};
 
 /// What to take when an (anchor, positive) pair has no semi-hard negative.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,22 +82,25 @@ pub fn semi_hard<T: Real>(
     check_labels(labels, x.rows, "labels", "X")?;
     check_margin(margin, true)?;
     let (codes, _) = encode_labels(labels, None);
-    let scales = row_norms(x, metric, "X")?;
-    let exact = Exact {
-        x: *x,
-        y: *x,
-        nx: scales.as_deref(),
-        ny: scales.as_deref(),
-        metric,
-    };
-    let ts = mine(&exact, &codes, margin, fallback);
-    let t = T::from_f64;
-    Ok(Triplets {
-        anchor: ts.iter().map(|t| t.a as i64).collect(),
-        positive: ts.iter().map(|t| t.p as i64).collect(),
-        negative: ts.iter().map(|t| t.n as i64).collect(),
-        pos_dist: ts.iter().map(|x| t(x.dap)).collect(),
-        neg_dist: ts.iter().map(|x| t(x.dan)).collect(),
+    with_safe_scale(x, None, |x, _, s| {
+        let f = distance_factor(metric, s);
+        let norms = row_norms(x, metric, "X")?;
+        let exact = Exact {
+            x: *x,
+            y: *x,
+            nx: norms.as_deref(),
+            ny: norms.as_deref(),
+            metric,
+        };
+        let ts = mine(&exact, &codes, margin / f, fallback);
+        let t = |v: f64| T::from_f64(v * f);
+        Ok(Triplets {
+            anchor: ts.iter().map(|t| t.a as i64).collect(),
+            positive: ts.iter().map(|t| t.p as i64).collect(),
+            negative: ts.iter().map(|t| t.n as i64).collect(),
+            pos_dist: ts.iter().map(|x| t(x.dap)).collect(),
+            neg_dist: ts.iter().map(|x| t(x.dan)).collect(),
+        })
     })
 }
 

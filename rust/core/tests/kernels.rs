@@ -331,10 +331,22 @@ fn bad_input_is_an_error_naming_the_argument() {
         batch_hard(&m, &[0], None, Metric::Euclidean),
         Err(CoreError::Shape { arg: "labels", .. })
     ));
-    let huge = [1e30f32, 0.0, -1e30, 0.0];
-    let h = Matrix::new(&huge, 2, 2, "X").unwrap();
-    assert!(matches!(
-        batch_hard(&h, &[0, 1], None, Metric::Euclidean),
-        Err(CoreError::TooLarge { arg: "X" })
-    ));
+}
+
+#[test]
+fn huge_and_tiny_coordinates_are_exact() {
+    // Squares of these overflow / underflow the dtype; distances do not.
+    for scale in [2f64.powi(100), 2f64.powi(-100)] {
+        let v: Vec<f32> = [0.0, 0.0, 1.0, 0.0, 3.0, 0.0, 0.5, 0.0]
+            .iter()
+            .map(|u| (u * scale) as f32)
+            .collect();
+        let m = Matrix::new(&v, 4, 2, "X").unwrap();
+        let r = batch_hard(&m, &[0, 0, 1, 1], None, Metric::Euclidean).unwrap();
+        assert_eq!(r.neg_idx, vec![3, 3, 1, 0]);
+        assert_eq!(r.pos_idx, vec![1, 0, 3, 2]);
+        assert_eq!(r.neg_dist[0] as f64, 0.5 * scale);
+        let c = cdist(&m, None, Metric::Euclidean).unwrap();
+        assert_eq!(c[2] as f64, 3.0 * scale);
+    }
 }
