@@ -446,7 +446,7 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool, c
                     col_pos[c] = T::ZERO - bp[c] - wcol;
                 }
             }
-            let mut col_hit = false;
+            let mut col_hit = [false; NR];
             for (rr, dots) in acc.iter().enumerate() {
                 let i = r + rr;
                 if i >= r1 {
@@ -464,7 +464,7 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool, c
                     let same = lab[c] == li;
                     hit |= (same & (v >= thr_pos)) | (!same & (v <= thr_neg));
                     if SYM {
-                        col_hit |= (same & (v >= col_pos[c])) | (!same & (v <= col_neg[c]));
+                        col_hit[c] |= (same & (v >= col_pos[c])) | (!same & (v <= col_neg[c]));
                     }
                 }
                 if !hit {
@@ -477,22 +477,23 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool, c
                     }
                 }
             }
-            if SYM && col_hit {
+            if SYM && col_hit.iter().any(|&h| h) {
                 let cs = cols
                     .as_deref_mut()
                     .expect("column states in the symmetric scan");
-                for (rr, dots) in acc.iter().enumerate() {
-                    let i = r + rr;
-                    if i >= r1 {
-                        break;
-                    }
-                    let (na, li) = (ctx.anchors.norms[i], ctx.xlab[i]);
-                    for c in 0..width {
-                        let st = &mut cs.states[c0 + c];
+                // Only the columns whose threshold some row passed.
+                for c in (0..width).filter(|&c| col_hit[c]) {
+                    let st = &mut cs.states[c0 + c];
+                    for (rr, dots) in acc.iter().enumerate() {
+                        let i = r + rr;
+                        if i >= r1 {
+                            break;
+                        }
+                        let (na, li) = (ctx.anchors.norms[i], ctx.xlab[i]);
                         offer(st, lab[c] == li, na + nb[c] - T::TWO * dots[c], wcol, i);
-                        cs.best_neg[c0 + c] = st.neg.best;
-                        cs.best_pos[c0 + c] = st.pos.best;
                     }
+                    cs.best_neg[c0 + c] = st.neg.best;
+                    cs.best_pos[c0 + c] = st.pos.best;
                 }
             }
         },

@@ -7,9 +7,6 @@
 use crate::prep::{Anchors, Panels};
 use crate::real::Real;
 
-/// Bytes of reference panels kept hot while a group of anchor rows sweeps them.
-const PANEL_BLOCK_BYTES: usize = 192 * 1024;
-
 /// Whether the AVX2 + FMA code path runs: the CPU has both, and the
 /// environment variable `TRIPLETCORE_DISABLE_SIMD` is unset or `0` (set it
 /// to test the portable path). Read once per process.
@@ -65,7 +62,7 @@ fn micro_tile<T: Real, const MR: usize, const NR: usize, const FMA: bool, const 
 
 /// Visits every tile of anchor rows `rows` (a range whose start is a
 /// multiple of `MR`) against the panels `cols`, calling `epilogue(first_row,
-/// panel, acc)`. Panels are swept in blocks that stay in cache.
+/// panel, acc)`.
 #[inline(always)]
 pub fn for_each_tile<T, const MR: usize, const NR: usize, const FMA: bool, const SQDIFF: bool, F>(
     anchors: &Anchors<T>,
@@ -79,22 +76,23 @@ pub fn for_each_tile<T, const MR: usize, const NR: usize, const FMA: bool, const
 {
     debug_assert_eq!(panels.nr, NR);
     let d = anchors.d;
-    let per_block = (PANEL_BLOCK_BYTES / (d * NR * std::mem::size_of::<T>())).max(1);
     let np = cols.end.min(panels.count());
     let mut acc = [[T::ZERO; NR]; MR];
-    let mut p0 = cols.start;
-    while p0 < np {
-        let p1 = (p0 + per_block).min(np);
+    // As in BLIS: one panel (NR x d) stays in L1 while the row block's
+    // packed groups stream from L2 (MR values per k instead of NR).
+    for p in cols.start..np {
+        let panel = panels.panel(p);
         let mut r = rows.start;
         while r < rows.end {
-            let a = &anchors.rows[r * d..(r + MR) * d];
-            for p in p0..p1 {
-                micro_tile::<T, MR, NR, FMA, SQDIFF>(a, d, panels.panel(p), &mut acc);
-                epilogue(r, p, &acc);
-            }
+            micro_tile::<T, MR, NR, FMA, SQDIFF>(
+                &anchors.rows[r * d..(r + MR) * d],
+                d,
+                panel,
+                &mut acc,
+            );
+            epilogue(r, p, &acc);
             r += MR;
         }
-        p0 = p1;
     }
 }
 
