@@ -7,15 +7,37 @@ layer over it.
 
 from ._core import __version__
 from .distance import cdist
+from .geometry import (
+    Attained,
+    ClassHausdorffResult,
+    Displacement,
+    HardestTriplet,
+    class_hausdorff,
+    diameter,
+    hardest_triplet,
+    hausdorff,
+    is_triplet_separated,
+    sup_displacement,
+)
 from .loss import triplet_margin_loss
 from .mining import BatchHardResult, SemiHardResult, batch_hard, semi_hard
 
 __all__ = [
+    "Attained",
     "BatchHardResult",
+    "ClassHausdorffResult",
+    "Displacement",
+    "HardestTriplet",
     "SemiHardResult",
     "__version__",
     "batch_hard",
     "cdist",
+    "class_hausdorff",
+    "diameter",
+    "hardest_triplet",
+    "hausdorff",
+    "is_triplet_separated",
     "semi_hard",
+    "sup_displacement",
     "triplet_margin_loss",
 ]

@@ -36,12 +36,14 @@ def as_embeddings(value: Any, name: str, dtype: Any = None) -> FloatArray:
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
-def as_pair(x: Any, y: Any) -> tuple[FloatArray, FloatArray | None]:
+def as_pair(
+    x: Any, y: Any, names: tuple[str, str] = ("X", "Y")
+) -> tuple[FloatArray, FloatArray | None]:
     """X and an optional Y in one common compute dtype."""
-    xa = as_embeddings(x, "X")
+    xa = as_embeddings(x, names[0])
     if y is None:
         return xa, None
-    ya = as_embeddings(y, "Y")
+    ya = as_embeddings(y, names[1])
     if xa.dtype != ya.dtype:
         xa, ya = xa.astype(np.float64), ya.astype(np.float64)
     return xa, ya
@@ -103,3 +105,22 @@ def as_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(choices)}")
     return value
+
+
+def as_two(
+    x: Any, y: Any, names: tuple[str, str], same_rows: bool
+) -> tuple[FloatArray, FloatArray]:
+    """Two embeddings in one dtype with the same number of features (and of
+    rows, when they embed the same points)."""
+    if y is None:
+        raise TypeError(f"{names[1]} must be a 2-D array, got None")
+    xa, ya = as_pair(x, y, names)
+    assert ya is not None
+    if same_rows and xa.shape[0] != ya.shape[0]:
+        raise ValueError(
+            f"{names[1]} has {ya.shape[0]} rows but {names[0]} has {xa.shape[0]}: "
+            "both must embed the same points"
+        )
+    if xa.shape[1] != ya.shape[1]:
+        raise ValueError(f"{names[1]} has {ya.shape[1]} features but {names[0]} has {xa.shape[1]}")
+    return xa, ya

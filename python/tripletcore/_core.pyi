@@ -8,7 +8,18 @@ import numpy.typing as npt
 _F = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 _I = npt.NDArray[np.int64]
 
-__all__ = ["cdist", "batch_hard", "semi_hard", "triplet_margin_loss", "__version__"]
+__all__ = [
+    "cdist",
+    "batch_hard",
+    "semi_hard",
+    "triplet_margin_loss",
+    "hausdorff",
+    "class_hausdorff",
+    "sup_displacement",
+    "diameter",
+    "hardest_triplet",
+    "__version__",
+]
 
 __version__: str
 
@@ -29,3 +40,8 @@ def triplet_margin_loss(
     reduction: str,
     fallback: str,
 ) -> tuple[Any, _F]: ...
+def hausdorff(a: _F, b: _F, directed: bool) -> tuple[float, int, int]: ...
+def class_hausdorff(x1: _F, x2: _F, labels: _I) -> tuple[_I, npt.NDArray[np.float64], _I, _I]: ...
+def sup_displacement(x1: _F, x2: _F) -> tuple[float, int]: ...
+def diameter(a: _F) -> tuple[float, int, int]: ...
+def hardest_triplet(x: _F, labels: _I) -> tuple[float, int, int, int]: ...

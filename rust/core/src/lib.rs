@@ -9,6 +9,7 @@ pub mod batch_hard;
 pub mod cdist;
 pub mod error;
 pub mod exact;
+pub mod geometry;
 pub mod loss;
 pub mod metric;
 pub mod prep;
@@ -20,6 +21,10 @@ pub mod tile;
 pub use batch_hard::{batch_hard, BatchHard};
 pub use cdist::cdist;
 pub use error::{CoreError, Result};
+pub use geometry::{
+    class_hausdorff, diameter, directed_hausdorff, hardest_triplet, hausdorff, sup_displacement,
+    Attained, ClassHausdorff, HardestTriplet,
+};
 pub use loss::{triplet_margin_loss, LossOptions, LossOutput, Mining, Reduction};
 pub use metric::Metric;
 pub use prep::Matrix;

@@ -350,3 +350,57 @@ fn huge_and_tiny_coordinates_are_exact() {
         assert_eq!(c[2] as f64, 3.0 * scale);
     }
 }
+
+#[test]
+fn hausdorff_diameter_and_hardest_triplet_match_brute_force() {
+    let mut rng = Rng(23);
+    let (n, m, d) = (60, 45, 4);
+    let a = data::<f64>(&mut rng, n, d, 0.0);
+    let mut b = data::<f64>(&mut rng, m, d, 0.5);
+    b[..d].copy_from_slice(&a[..d]); // an exact overlap
+    let (am, bm) = (
+        Matrix::new(&a, n, d, "A").unwrap(),
+        Matrix::new(&b, m, d, "B").unwrap(),
+    );
+    let dist = |x: &[f64], i: usize, y: &[f64], j: usize| {
+        d2(&x[i * d..(i + 1) * d], &y[j * d..(j + 1) * d]).sqrt()
+    };
+    // Directed: first maximum over rows of the first nearest neighbour.
+    let mut want = (f64::NEG_INFINITY, 0, 0);
+    for i in 0..n {
+        let (mut best, mut bj) = (f64::INFINITY, 0);
+        for j in 0..m {
+            if dist(&a, i, &b, j) < best {
+                best = dist(&a, i, &b, j);
+                bj = j;
+            }
+        }
+        if best > want.0 {
+            want = (best, i, bj);
+        }
+    }
+    let got = directed_hausdorff(&am, &bm).unwrap();
+    assert_eq!((got.i, got.j), (want.1, want.2));
+    assert!((got.value - want.0).abs() < 1e-12);
+    assert!(hausdorff(&am, &bm).unwrap().value >= got.value);
+
+    let diam = diameter(&am).unwrap();
+    let brute = (0..n)
+        .flat_map(|i| (0..n).map(move |j| (i, j)))
+        .map(|(i, j)| dist(&a, i, &a, j))
+        .fold(0.0, f64::max);
+    assert!((diam.value - brute).abs() < 1e-12);
+
+    let labels: Vec<i64> = (0..n).map(|_| rng.below(3)).collect();
+    let h = hardest_triplet(&am, &labels).unwrap();
+    let mut best = f64::NEG_INFINITY;
+    for x in 0..n {
+        for p in (0..n).filter(|&p| p != x && labels[p] == labels[x]) {
+            for q in (0..n).filter(|&q| labels[q] != labels[x]) {
+                best = best.max(dist(&a, x, &a, p) - dist(&a, x, &a, q));
+            }
+        }
+    }
+    assert!((h.value - best).abs() < 1e-12);
+    assert!(hardest_triplet(&am, &vec![7; n]).is_err());
+}

@@ -220,12 +220,125 @@ fn triplet_margin_loss<'py>(
     })
 }
 
+/// Two matrices of one float dtype, as (`a`, `b`) views.
+macro_rules! two_matrices {
+    ($a:expr, $an:expr, $b:expr, $bn:expr, |$x:ident, $y:ident| $body:expr) => {
+        by_dtype!($a, $an, |aa: F| {
+            let ba = other::<F>(Some($b))?.expect("given");
+            let $x = matrix(&aa, $an)?;
+            let $y = matrix(&ba, $bn)?;
+            $body
+        })
+    };
+}
+
+#[pyfunction]
+#[pyo3(signature = (a, b, directed))]
+fn hausdorff(
+    py: Python<'_>,
+    a: &Bound<'_, PyAny>,
+    b: &Bound<'_, PyAny>,
+    directed: bool,
+) -> PyResult<(f64, usize, usize)> {
+    two_matrices!(a, "A", b, "B", |x, y| {
+        let h = py
+            .detach(|| {
+                if directed {
+                    core::directed_hausdorff(&x, &y)
+                } else {
+                    core::hausdorff(&x, &y)
+                }
+            })
+            .map_err(to_py)?;
+        Ok((h.value, h.i, h.j))
+    })
+}
+
+type ClassArrays<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+);
+
+#[pyfunction]
+#[pyo3(signature = (x1, x2, labels))]
+fn class_hausdorff<'py>(
+    py: Python<'py>,
+    x1: &Bound<'py, PyAny>,
+    x2: &Bound<'py, PyAny>,
+    labels: PyReadonlyArray1<'py, i64>,
+) -> PyResult<ClassArrays<'py>> {
+    let lab = labels_slice(&labels, "labels")?;
+    two_matrices!(x1, "X1", x2, "X2", |x, y| {
+        let r = py
+            .detach(|| core::class_hausdorff(&x, &y, lab))
+            .map_err(to_py)?;
+        let values: Vec<f64> = r.per_class.iter().map(|h| h.value).collect();
+        let is: Vec<i64> = r.per_class.iter().map(|h| h.i as i64).collect();
+        let js: Vec<i64> = r.per_class.iter().map(|h| h.j as i64).collect();
+        Ok((
+            PyArray1::from_vec(py, r.classes).into_any(),
+            PyArray1::from_vec(py, values).into_any(),
+            PyArray1::from_vec(py, is).into_any(),
+            PyArray1::from_vec(py, js).into_any(),
+        ))
+    })
+}
+
+#[pyfunction]
+#[pyo3(signature = (x1, x2))]
+fn sup_displacement(
+    py: Python<'_>,
+    x1: &Bound<'_, PyAny>,
+    x2: &Bound<'_, PyAny>,
+) -> PyResult<(f64, usize)> {
+    two_matrices!(x1, "X1", x2, "X2", |x, y| {
+        let h = py
+            .detach(|| core::sup_displacement(&x, &y))
+            .map_err(to_py)?;
+        Ok((h.value, h.i))
+    })
+}
+
+#[pyfunction]
+#[pyo3(signature = (a,))]
+fn diameter(py: Python<'_>, a: &Bound<'_, PyAny>) -> PyResult<(f64, usize, usize)> {
+    by_dtype!(a, "A", |aa: F| {
+        let m = matrix(&aa, "A")?;
+        let h = py.detach(|| core::diameter::<F>(&m)).map_err(to_py)?;
+        Ok((h.value, h.i, h.j))
+    })
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, labels))]
+fn hardest_triplet(
+    py: Python<'_>,
+    x: &Bound<'_, PyAny>,
+    labels: PyReadonlyArray1<'_, i64>,
+) -> PyResult<(f64, usize, usize, usize)> {
+    let lab = labels_slice(&labels, "labels")?;
+    by_dtype!(x, "X", |xa: F| {
+        let m = matrix(&xa, "X")?;
+        let t = py
+            .detach(|| core::hardest_triplet::<F>(&m, lab))
+            .map_err(to_py)?;
+        Ok((t.value, t.anchor, t.positive, t.negative))
+    })
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cdist, m)?)?;
     m.add_function(wrap_pyfunction!(batch_hard, m)?)?;
     m.add_function(wrap_pyfunction!(semi_hard, m)?)?;
     m.add_function(wrap_pyfunction!(triplet_margin_loss, m)?)?;
+    m.add_function(wrap_pyfunction!(hausdorff, m)?)?;
+    m.add_function(wrap_pyfunction!(class_hausdorff, m)?)?;
+    m.add_function(wrap_pyfunction!(sup_displacement, m)?)?;
+    m.add_function(wrap_pyfunction!(diameter, m)?)?;
+    m.add_function(wrap_pyfunction!(hardest_triplet, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

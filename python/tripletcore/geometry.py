@@ -1,0 +1,106 @@
+"""The geometry of hard-negative mining (seed paper 001): Hausdorff distances,
+diameter, displacement, the hardest triplet and Triplet-Separation.
+
+All distances are Euclidean and exact: the extreme pairs are found by the
+tiled kernels and compared in float64 (ties: lowest indices).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+from ._convert import IntArray, as_embeddings, as_labels, as_two
+
+
+class Attained(NamedTuple):
+    """A distance and the pair of rows attaining it (``i`` in the first set,
+    ``j`` in the second)."""
+
+    distance: float
+    i: int
+    j: int
+
+
+class Displacement(NamedTuple):
+    """``max_i ||X1_i - X2_i||`` and the row attaining it."""
+
+    distance: float
+    row: int
+
+
+class ClassHausdorffResult(NamedTuple):
+    """``d_haus`` of equation (11): the largest per-class Hausdorff distance,
+    the class and rows attaining it, and the value of every class."""
+
+    distance: float
+    label: int
+    i: int
+    j: int
+    classes: IntArray
+    per_class: npt.NDArray[np.float64]
+
+
+class HardestTriplet(NamedTuple):
+    """``sup d(a,p) - d(a,n)`` of equation (38) and the triplet attaining it."""
+
+    value: float
+    anchor: int
+    positive: int
+    negative: int
+
+
+def hausdorff(A: Any, B: Any, directed: bool = False) -> Attained:
+    """Hausdorff distance between the row sets ``A`` and ``B``.
+
+    ``directed=True`` gives ``max_i min_j ||A_i - B_j||`` only. The cost is
+    the same on every input (tiled, no early break), so heavily overlapping
+    sets, such as two embeddings of the same points, are as fast as
+    separated ones.
+    """
+    a, b = as_two(A, B, ("A", "B"), same_rows=False)
+    return Attained(*_core.hausdorff(a, b, bool(directed)))
+
+
+def class_hausdorff(X1: Any, X2: Any, labels: Any) -> ClassHausdorffResult:
+    """``d_haus(f1, f2) = max_c d_H(X1[c], X2[c])`` for two embeddings of the
+    same labelled points (rows correspond), with the per-class values."""
+    x1, x2 = as_two(X1, X2, ("X1", "X2"), same_rows=True)
+    lab = as_labels(labels, "labels", x1.shape[0], "X1")
+    classes, values, rows1, rows2 = _core.class_hausdorff(x1, x2, lab)
+    k = int(np.argmax(values))
+    return ClassHausdorffResult(
+        float(values[k]), int(classes[k]), int(rows1[k]), int(rows2[k]), classes, values
+    )
+
+
+def sup_displacement(X1: Any, X2: Any) -> Displacement:
+    """``d_inf(f1, f2) = max_i ||X1_i - X2_i||`` and its row."""
+    x1, x2 = as_two(X1, X2, ("X1", "X2"), same_rows=True)
+    return Displacement(*_core.sup_displacement(x1, x2))
+
+
+def diameter(A: Any) -> Attained:
+    """The largest distance between two rows of ``A`` (0 for one row)."""
+    return Attained(*_core.diameter(as_embeddings(A, "A")))
+
+
+def hardest_triplet(X: Any, labels: Any) -> HardestTriplet:
+    """``sup_{a,p,n} d(a,p) - d(a,n)`` over same-class ``p != a`` and
+    other-class ``n`` (equation 38). Raises ``ValueError`` when no triplet
+    exists (a single class, or only singleton classes)."""
+    x = as_embeddings(X, "X")
+    lab = as_labels(labels, "labels", x.shape[0], "X")
+    return HardestTriplet(*_core.hardest_triplet(x, lab))
+
+
+def is_triplet_separated(X: Any, labels: Any, tol: float = 0.0) -> bool:
+    """Definition 1: ``d(a,p) <= d(a,n) + tol`` for every triplet, i.e. the
+    hardest-triplet value is at most ``tol``."""
+    tol = float(tol)
+    if not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol must be a finite number >= 0, got {tol}")
+    return hardest_triplet(X, labels).value <= tol

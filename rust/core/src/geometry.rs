@@ -1,0 +1,243 @@
+//! Geometry of embeddings from the isometric-approximation view of
+//! hard-negative mining (seed paper 001): Hausdorff distances, diameter,
+//! displacement and the hardest triplet. All Euclidean, all exact: the
+//! per-row extremes come from the exact batch-hard engine and the final
+//! maximum is taken over float64 distances (ties: lowest indices).
+
+use rayon::prelude::*;
+
+use crate::batch_hard::batch_hard;
+use crate::error::{CoreError, Result};
+use crate::metric::Metric;
+use crate::prep::{check_labels, check_same_dim, Matrix};
+use crate::real::Real;
+
+/// A distance and the pair of rows that attains it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Attained {
+    pub value: f64,
+    pub i: usize,
+    pub j: usize,
+}
+
+/// `sup d(a,p) - d(a,n)` over triplets and the triplet attaining it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HardestTriplet {
+    pub value: f64,
+    pub anchor: usize,
+    pub positive: usize,
+    pub negative: usize,
+}
+
+/// Exact Euclidean distance between row `i` of `a` and row `j` of `b`.
+fn dist<T: Real>(a: &Matrix<T>, i: usize, b: &Matrix<T>, j: usize) -> f64 {
+    let (u, v) = (a.row(i), b.row(j));
+    // Scaled by the largest difference: no overflow or underflow.
+    let amax = u
+        .iter()
+        .zip(v)
+        .map(|(x, y)| (x.to_f64() - y.to_f64()).abs())
+        .fold(0.0, f64::max);
+    if amax == 0.0 {
+        return 0.0;
+    }
+    let s: f64 = u
+        .iter()
+        .zip(v)
+        .map(|(x, y)| ((x.to_f64() - y.to_f64()) / amax).powi(2))
+        .sum();
+    amax * s.sqrt()
+}
+
+/// The first maximum of `(value, i, j)` in index order.
+fn first_max(items: impl Iterator<Item = Attained>) -> Option<Attained> {
+    items.fold(None, |best, c| match best {
+        Some(b) if b.value >= c.value => Some(b),
+        _ => Some(c),
+    })
+}
+
+/// `max_i min_j d(a_i, b_j)`: every row of `a` against its nearest row of `b`.
+pub fn directed_hausdorff<T: Real>(a: &Matrix<T>, b: &Matrix<T>) -> Result<Attained> {
+    check_same_dim(a, b)?;
+    let (la, lb) = (vec![0i64; a.rows], vec![1i64; b.rows]);
+    let nn = batch_hard(a, &la, Some((b, &lb)), Metric::Euclidean)?;
+    let rows: Vec<Attained> = (0..a.rows)
+        .into_par_iter()
+        .map(|i| {
+            let j = nn.neg_idx[i] as usize;
+            Attained {
+                value: dist(a, i, b, j),
+                i,
+                j,
+            }
+        })
+        .collect();
+    Ok(first_max(rows.into_iter()).expect("a has rows"))
+}
+
+/// `max(h(a, b), h(b, a))`; the pair is always (row of `a`, row of `b`).
+pub fn hausdorff<T: Real>(a: &Matrix<T>, b: &Matrix<T>) -> Result<Attained> {
+    let ab = directed_hausdorff(a, b)?;
+    let ba = directed_hausdorff(b, a)?;
+    Ok(if ab.value >= ba.value {
+        ab
+    } else {
+        Attained {
+            value: ba.value,
+            i: ba.j,
+            j: ba.i,
+        }
+    })
+}
+
+/// Per class, the Hausdorff distance between the class's rows in two
+/// embeddings of the same points (equation 11 takes the maximum).
+pub struct ClassHausdorff {
+    /// Distinct labels, ascending.
+    pub classes: Vec<i64>,
+    /// Hausdorff distance of each class, with the attaining rows (indices
+    /// into the full X1 and X2).
+    pub per_class: Vec<Attained>,
+}
+
+pub fn class_hausdorff<T: Real>(
+    x1: &Matrix<T>,
+    x2: &Matrix<T>,
+    labels: &[i64],
+) -> Result<ClassHausdorff> {
+    check_two_embeddings(x1, x2)?;
+    check_labels(labels, x1.rows, "labels", "X1")?;
+    let mut order: Vec<usize> = (0..labels.len()).collect();
+    order.sort_by_key(|&i| (labels[i], i));
+    let mut classes = Vec::new();
+    let mut groups: Vec<&[usize]> = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        let c = labels[order[start]];
+        let end = start + order[start..].partition_point(|&i| labels[i] == c);
+        classes.push(c);
+        groups.push(&order[start..end]);
+        start = end;
+    }
+    let gather = |m: &Matrix<T>, rows: &[usize]| -> Vec<T> {
+        rows.iter()
+            .flat_map(|&i| m.row(i).iter().copied())
+            .collect()
+    };
+    let per_class = groups
+        .par_iter()
+        .map(|rows| {
+            let (a, b) = (gather(x1, rows), gather(x2, rows));
+            let (ma, mb) = (
+                Matrix {
+                    data: &a,
+                    rows: rows.len(),
+                    cols: x1.cols,
+                },
+                Matrix {
+                    data: &b,
+                    rows: rows.len(),
+                    cols: x2.cols,
+                },
+            );
+            let h = hausdorff(&ma, &mb)?;
+            Ok(Attained {
+                value: h.value,
+                i: rows[h.i],
+                j: rows[h.j],
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ClassHausdorff { classes, per_class })
+}
+
+fn check_two_embeddings<T: Real>(x1: &Matrix<T>, x2: &Matrix<T>) -> Result<()> {
+    if x1.rows != x2.rows {
+        return Err(CoreError::Shape {
+            arg: "X2",
+            detail: format!(
+                "has {} rows but X1 has {}: both must embed the same points",
+                x2.rows, x1.rows
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// `sup_i |x1_i - x2_i|` (the two embeddings may differ in dimension only
+/// if padded by the caller; here they must agree).
+pub fn sup_displacement<T: Real>(x1: &Matrix<T>, x2: &Matrix<T>) -> Result<Attained> {
+    check_two_embeddings(x1, x2)?;
+    check_same_dim(x1, x2).map_err(|_| CoreError::Shape {
+        arg: "X2",
+        detail: format!("has {} features but X1 has {}", x2.cols, x1.cols),
+    })?;
+    let rows: Vec<Attained> = (0..x1.rows)
+        .into_par_iter()
+        .map(|i| Attained {
+            value: dist(x1, i, x2, i),
+            i,
+            j: i,
+        })
+        .collect();
+    Ok(first_max(rows.into_iter()).expect("x1 has rows"))
+}
+
+/// The largest distance between two rows (0 for a single row, pair (0, 0)).
+pub fn diameter<T: Real>(a: &Matrix<T>) -> Result<Attained> {
+    if a.rows == 1 {
+        return Ok(Attained {
+            value: 0.0,
+            i: 0,
+            j: 0,
+        });
+    }
+    let far = batch_hard(a, &vec![0i64; a.rows], None, Metric::Euclidean)?;
+    let rows: Vec<Attained> = (0..a.rows)
+        .into_par_iter()
+        .map(|i| {
+            let j = far.pos_idx[i] as usize;
+            Attained {
+                value: dist(a, i, a, j),
+                i,
+                j,
+            }
+        })
+        .collect();
+    Ok(first_max(rows.into_iter()).expect("a has rows"))
+}
+
+/// `sup_{a,p,n} d(a,p) - d(a,n)` (equation 38): per anchor the batch-hard
+/// pair, then the largest exact difference. Errors when no triplet exists.
+pub fn hardest_triplet<T: Real>(x: &Matrix<T>, labels: &[i64]) -> Result<HardestTriplet> {
+    check_labels(labels, x.rows, "labels", "X")?;
+    let bh = batch_hard(x, labels, None, Metric::Euclidean)?;
+    let rows: Vec<Option<HardestTriplet>> = (0..x.rows)
+        .into_par_iter()
+        .map(|a| {
+            let (p, n) = (bh.pos_idx[a], bh.neg_idx[a]);
+            (p >= 0 && n >= 0).then(|| {
+                let (p, n) = (p as usize, n as usize);
+                HardestTriplet {
+                    value: dist(x, a, x, p) - dist(x, a, x, n),
+                    anchor: a,
+                    positive: p,
+                    negative: n,
+                }
+            })
+        })
+        .collect();
+    rows.into_iter()
+        .flatten()
+        .fold(None, |best: Option<HardestTriplet>, c| match best {
+            Some(b) if b.value >= c.value => Some(b),
+            _ => Some(c),
+        })
+        .ok_or_else(|| CoreError::InvalidValue {
+            arg: "labels",
+            detail:
+                "no triplet exists: it needs a class with at least two points and a second class"
+                    .into(),
+        })
+}
