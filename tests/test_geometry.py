@@ -228,3 +228,101 @@ def test_bad_input():
     with pytest.raises(ValueError, match="tol must be"):
         tc.is_triplet_separated(a, [0, 0, 1], tol=-1)
     assert tc.diameter(np.ones((1, 4))) == (0.0, 0, 0)
+
+
+def oracle_iso(x1, x2):
+    from scipy.spatial.distance import pdist
+
+    e = np.abs(pdist(x1.astype(np.float64)) - pdist(x2.astype(np.float64)))
+    k = int(np.argmax(e))  # pdist order is (0,1), (0,2), ..., (1,2), ...: lowest (i, j) first
+    n = len(x1)
+    i = int(np.searchsorted(np.cumsum(np.arange(n - 1, 0, -1)), k, side="right"))
+    j = int(k - (i * (2 * n - i - 1)) // 2 + i + 1)
+    return e[k], i, j
+
+
+@st.composite
+def two_embeddings(draw):
+    n = draw(st.integers(2, 50))
+    d1, d2 = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    seed = draw(st.integers(0, 2**32 - 1))
+    kind = draw(st.sampled_from(["random", "noisy", "grid", "same", "far"]))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(seed)
+    x1 = rng.standard_normal((n, d1))
+    x2 = rng.standard_normal((n, d2))
+    if kind == "noisy":
+        x2 = np.pad(x1, ((0, 0), (0, max(0, d2 - d1))))[:, :d2] + 1e-3 * x2
+    elif kind == "grid":
+        x1 = rng.integers(0, 3, (n, d1)).astype(float)
+        x2 = rng.integers(0, 3, (n, d2)).astype(float)
+    elif kind == "same":
+        x2 = x1.copy()
+    elif kind == "far":
+        x1, x2 = x1 + 1e4, x2 - 1e4
+    return x1.astype(dtype), x2.astype(dtype)
+
+
+@SETTINGS
+@given(two_embeddings())
+def test_isometric_error_matches_brute_force(xs):
+    x1, x2 = xs
+    got = tc.isometric_error(x1, x2)
+    want = oracle_iso(x1, x2)
+    assert got.distance == pytest.approx(want[0], rel=1e-12, abs=1e-12)
+    assert (got.i, got.j) == want[1:], (got, want)
+    assert tc.isometric_error(x2, x1) == got  # symmetric, same pair
+
+
+@SETTINGS
+@given(two_embeddings(), st.integers(0, 2**32 - 1))
+def test_isometric_error_facts(xs, seed):
+    x1, x2 = (x.astype(np.float64) for x in xs)
+    rng = np.random.default_rng(seed)
+    d_iso = tc.isometric_error(x1, x2).distance
+    # Invariant under rigid motions of either embedding.
+    q, _ = np.linalg.qr(rng.standard_normal((x2.shape[1], x2.shape[1])))
+    assert tc.isometric_error(x1, x2 @ q + 7.0).distance == pytest.approx(d_iso, abs=1e-9)
+    # Scales linearly (exactly for powers of two).
+    assert tc.isometric_error(2 * x1, 2 * x2).distance == 2 * d_iso
+    # Triangle inequality through a third embedding of the same points.
+    x3 = rng.standard_normal((len(x1), 3))
+    d13 = tc.isometric_error(x1, x3).distance
+    assert d_iso <= d13 + tc.isometric_error(x3, x2).distance + 1e-9
+    # d_iso <= 2 d_inf when the two live in one space.
+    if x1.shape[1] == x2.shape[1]:
+        assert d_iso <= 2 * tc.sup_displacement(x1, x2).distance + 1e-9
+
+
+@settings(max_examples=80, deadline=None)
+@given(labelled_embeddings(), st.integers(0, 2**32 - 1))
+def test_lower_bound_half_the_hardest_triplet(data, seed):
+    """For every Triplet-Separated g: d_iso(f, g) >= L / 2 with L the positive
+    part of the hardest triplet of f (the rigorous half of Theorem 3)."""
+    x, _, y = data
+    L = max(0.0, tc.hardest_triplet(x, y).value)
+    rng = np.random.default_rng(seed)
+    classes = np.unique(y)
+    candidates = [np.zeros_like(x)]  # collapse
+    for spread in (0.0, 0.01, 0.3):
+        centres = rng.standard_normal((len(classes), x.shape[1])) * 10
+        g = centres[np.searchsorted(classes, y)] + spread * rng.standard_normal(x.shape)
+        candidates.append(g)
+    candidates.append(x)  # f itself, when it is separated
+    tested = 0
+    for g in candidates:
+        if tc.is_triplet_separated(g, y):
+            tested += 1
+            assert tc.isometric_error(x, g).distance >= L / 2 - 1e-9
+    assert tested >= 2  # the collapse and the point-per-class configuration at least
+
+
+def test_isometric_error_bad_input():
+    with pytest.raises(ValueError, match="X2 has 2 rows but X1 has 3"):
+        tc.isometric_error(np.zeros((3, 2)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="X2 contains NaN"):
+        tc.isometric_error(np.zeros((2, 2)), np.array([[0.0], [np.inf]]))
+    assert tc.isometric_error(np.zeros((1, 2)), np.ones((1, 5))) == (0.0, 0, 0)
+    # Massive ties (all differences equal): exact rescan, lowest pair.
+    x = np.arange(200, dtype=np.float64)[:, None]
+    assert tc.isometric_error(x, x + 5) == (0.0, 0, 1)

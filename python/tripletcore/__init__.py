@@ -17,6 +17,7 @@ from .geometry import (
     hardest_triplet,
     hausdorff,
     is_triplet_separated,
+    isometric_error,
     sup_displacement,
 )
 from .loss import triplet_margin_loss
@@ -37,6 +38,7 @@ __all__ = [
     "hardest_triplet",
     "hausdorff",
     "is_triplet_separated",
+    "isometric_error",
     "semi_hard",
     "sup_displacement",
     "triplet_margin_loss",

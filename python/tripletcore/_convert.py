@@ -108,10 +108,10 @@ def as_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
 
 
 def as_two(
-    x: Any, y: Any, names: tuple[str, str], same_rows: bool
+    x: Any, y: Any, names: tuple[str, str], same_rows: bool, same_dim: bool = True
 ) -> tuple[FloatArray, FloatArray]:
-    """Two embeddings in one dtype with the same number of features (and of
-    rows, when they embed the same points)."""
+    """Two embeddings in one dtype, with the same number of rows when they
+    embed the same points and of features when they share a space."""
     if y is None:
         raise TypeError(f"{names[1]} must be a 2-D array, got None")
     xa, ya = as_pair(x, y, names)
@@ -121,6 +121,6 @@ def as_two(
             f"{names[1]} has {ya.shape[0]} rows but {names[0]} has {xa.shape[0]}: "
             "both must embed the same points"
         )
-    if xa.shape[1] != ya.shape[1]:
+    if same_dim and xa.shape[1] != ya.shape[1]:
         raise ValueError(f"{names[1]} has {ya.shape[1]} features but {names[0]} has {xa.shape[1]}")
     return xa, ya

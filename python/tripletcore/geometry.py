@@ -77,6 +77,15 @@ def class_hausdorff(X1: Any, X2: Any, labels: Any) -> ClassHausdorffResult:
     )
 
 
+def isometric_error(X1: Any, X2: Any) -> Attained:
+    """``d_iso(f1, f2) = max_{i<j} | ||X1_i - X1_j|| - ||X2_i - X2_j|| |``
+    (equation 13) for two embeddings of the same points, which may have
+    different dimensions; ``(i, j)`` attains it (``(0, 0)`` for one point).
+    Never builds an N x N matrix: O(N) extra memory."""
+    x1, x2 = as_two(X1, X2, ("X1", "X2"), same_rows=True, same_dim=False)
+    return Attained(*_core.isometric_error(x1, x2))
+
+
 def sup_displacement(X1: Any, X2: Any) -> Displacement:
     """``d_inf(f1, f2) = max_i ||X1_i - X2_i||`` and its row."""
     x1, x2 = as_two(X1, X2, ("X1", "X2"), same_rows=True)

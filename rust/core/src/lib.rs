@@ -22,8 +22,8 @@ pub use batch_hard::{batch_hard, BatchHard};
 pub use cdist::cdist;
 pub use error::{CoreError, Result};
 pub use geometry::{
-    class_hausdorff, diameter, directed_hausdorff, hardest_triplet, hausdorff, sup_displacement,
-    Attained, ClassHausdorff, HardestTriplet,
+    class_hausdorff, diameter, directed_hausdorff, hardest_triplet, hausdorff, isometric_error,
+    sup_displacement, Attained, ClassHausdorff, HardestTriplet,
 };
 pub use loss::{triplet_margin_loss, LossOptions, LossOutput, Mining, Reduction};
 pub use metric::Metric;

@@ -404,3 +404,35 @@ fn hausdorff_diameter_and_hardest_triplet_match_brute_force() {
     assert!((h.value - best).abs() < 1e-12);
     assert!(hardest_triplet(&am, &vec![7; n]).is_err());
 }
+
+#[test]
+fn isometric_error_matches_brute_force() {
+    let mut rng = Rng(29);
+    let n = 130;
+    let (d1, d2) = (5, 3);
+    let x1 = data::<f32>(&mut rng, n, d1, 0.0);
+    let x2 = data::<f32>(&mut rng, n, d2, 0.0);
+    let (m1, m2) = (
+        Matrix::new(&x1, n, d1, "X1").unwrap(),
+        Matrix::new(&x2, n, d2, "X2").unwrap(),
+    );
+    let mut want = (f64::NEG_INFINITY, 0, 0);
+    for i in 0..n {
+        for j in i + 1..n {
+            let e = (d2_of(&x1, d1, i, j).sqrt() - d2_of(&x2, d2, i, j).sqrt()).abs();
+            if e > want.0 {
+                want = (e, i, j);
+            }
+        }
+    }
+    let got = isometric_error(&m1, &m2).unwrap();
+    assert_eq!((got.i, got.j), (want.1, want.2));
+    assert!((got.value - want.0).abs() < 1e-12);
+    // Identical embeddings: every pair ties at 0; the lowest pair wins.
+    let same = isometric_error(&m1, &m1).unwrap();
+    assert_eq!((same.value, same.i, same.j), (0.0, 0, 1));
+}
+
+fn d2_of<T: Real>(x: &[T], d: usize, i: usize, j: usize) -> f64 {
+    d2(&x[i * d..(i + 1) * d], &x[j * d..(j + 1) * d])
+}

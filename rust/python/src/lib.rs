@@ -302,6 +302,19 @@ fn sup_displacement(
 }
 
 #[pyfunction]
+#[pyo3(signature = (x1, x2))]
+fn isometric_error(
+    py: Python<'_>,
+    x1: &Bound<'_, PyAny>,
+    x2: &Bound<'_, PyAny>,
+) -> PyResult<(f64, usize, usize)> {
+    two_matrices!(x1, "X1", x2, "X2", |x, y| {
+        let h = py.detach(|| core::isometric_error(&x, &y)).map_err(to_py)?;
+        Ok((h.value, h.i, h.j))
+    })
+}
+
+#[pyfunction]
 #[pyo3(signature = (a,))]
 fn diameter(py: Python<'_>, a: &Bound<'_, PyAny>) -> PyResult<(f64, usize, usize)> {
     by_dtype!(a, "A", |aa: F| {
@@ -338,6 +351,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(class_hausdorff, m)?)?;
     m.add_function(wrap_pyfunction!(sup_displacement, m)?)?;
     m.add_function(wrap_pyfunction!(diameter, m)?)?;
+    m.add_function(wrap_pyfunction!(isometric_error, m)?)?;
     m.add_function(wrap_pyfunction!(hardest_triplet, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
