@@ -129,6 +129,8 @@ def test_diameter_and_displacement_match_brute_force(ab):
     a, b = ab
     tol = 1e-6 if a.dtype == np.float32 else 1e-12
     D = dist_matrix(a, a)
+    if len(a) > 1:
+        np.fill_diagonal(D, -np.inf)  # a pair of distinct rows
     i, j = first_argmax(D)
     got = tc.diameter(a)
     assert got.distance == pytest.approx(D[i, j], rel=tol, abs=tol)
@@ -326,3 +328,54 @@ def test_isometric_error_bad_input():
     # Massive ties (all differences equal): exact rescan, lowest pair.
     x = np.arange(200, dtype=np.float64)[:, None]
     assert tc.isometric_error(x, x + 5) == (0.0, 0, 1)
+
+
+@pytest.mark.parametrize("kind", ["random3d", "clustered", "ties", "far"])
+def test_hausdorff_with_early_exit_across_many_blocks(kind):
+    """Many row blocks, so rows are retired by the shared lower bound: the
+    answer and the pair must still be those of the brute force."""
+    rng = np.random.default_rng(7)
+    n, m, d = 2500, 1800, 3
+    a = rng.standard_normal((n, d))
+    b = rng.standard_normal((m, d))
+    if kind == "clustered":
+        a = np.sort(a, axis=0)  # sorted rows: blocks see similar points
+        b[:900] += 4.0
+    elif kind == "ties":
+        a = rng.integers(0, 4, (n, d)).astype(float)
+        b = rng.integers(0, 4, (m, d)).astype(float) + 0.5
+    elif kind == "far":
+        a, b = a + 1e6, b + 1e6
+    for x, y in ((a, b), (b, a)):
+        got = tc.hausdorff(x, y, directed=True)
+        want = oracle_directed(x, y)
+        assert got.distance == pytest.approx(want[0], rel=1e-12)
+        assert (got.i, got.j) == want[1:]
+    got = tc.hausdorff(a.astype(np.float32), b.astype(np.float32))
+    want = oracle_hausdorff(a.astype(np.float32), b.astype(np.float32))
+    assert got.distance == pytest.approx(want[0], rel=1e-6)
+    assert (got.i, got.j) == want[1:]
+
+
+def test_hausdorff_same_for_any_thread_count():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, numpy as np, tripletcore as tc\n"
+        "r = np.random.default_rng(3)\n"
+        "a, b = r.standard_normal((3000, 5)), r.standard_normal((2000, 5))\n"
+        "h, e = tc.hausdorff(a, b), tc.isometric_error(a[:900], b[:900])\n"
+        "print(json.dumps([tuple(h), tuple(e)]))\n"
+    )
+    outs = []
+    for threads in ("1", "2"):
+        env = dict(os.environ, RAYON_NUM_THREADS=threads)
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert out.returncode == 0, out.stderr
+        outs.append(json.loads(out.stdout))
+    assert outs[0] == outs[1]

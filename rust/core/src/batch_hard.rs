@@ -549,3 +549,117 @@ fn finish_row<T: Real>(
     let (ni, nd) = fmt(neg);
     (pi, pd, ni, nd)
 }
+
+/// Panels per step of the early-exit scan.
+const NN_CHUNK: usize = 8;
+
+/// For `max_i min_j d(x_i, y_j)` (directed Hausdorff): the nearest row of
+/// `y` for every row of `x` that can still attain the maximum, `None` for
+/// the rows proved unable to. Chunks of `y` are visited in a fixed
+/// scattered order; a shared lower bound on the answer (exact nearest
+/// distances of finished rows) retires a row as soon as its rigorous upper
+/// bound is strictly below it, so a retired row cannot even tie. This is
+/// the early break of scipy's algorithm, applied per tile.
+pub(crate) fn nearest_for_max<T: Real>(x: &Matrix<T>, y: &Matrix<T>) -> Result<Vec<Option<usize>>> {
+    if is_f32::<T>() {
+        nearest_for_max_impl::<T, 6, 16>(x, y)
+    } else {
+        nearest_for_max_impl::<T, 6, 8>(x, y)
+    }
+}
+
+fn nearest_for_max_impl<T: Real, const MR: usize, const NR: usize>(
+    x: &Matrix<T>,
+    y: &Matrix<T>,
+) -> Result<Vec<Option<usize>>> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    check_same_dim(x, y)?;
+    // Every row of y is a "negative" of every row of x.
+    let (xlab, ylab) = (vec![0u32; x.rows], vec![1u32; y.rows]);
+    let tf = Transform::new(x, Some(y), None, None);
+    let anchors = prepare_anchors(x, &tf, MR, "A")?;
+    let panels = prepare_panels(y, &ylab, &tf, false, NR, "B")?;
+    let exact = Exact {
+        x: *x,
+        y: *y,
+        nx: None,
+        ny: None,
+        metric: Metric::Euclidean,
+    };
+    let ctx = Ctx {
+        anchors: &anchors,
+        panels: &panels,
+        xlab: &xlab,
+        ylab: &ylab,
+        self_excluded: false,
+        kcoef: (x.cols as f64 + 16.0) * T::UNIT_ROUNDOFF,
+        tiny: (x.cols as f64 + 16.0) * T::MIN_NORMAL,
+    };
+    let avx2 = has_avx2_fma();
+    let np = panels.count();
+    let nchunks = np.div_ceil(NN_CHUNK);
+    // A fixed scattered visiting order: a stride coprime with the count.
+    let stride = (1..=nchunks)
+        .rev()
+        .find(|s| gcd(*s, nchunks) == 1 && *s * 5 <= nchunks * 3)
+        .unwrap_or(1);
+    let order: Vec<usize> = (0..nchunks).map(|k| (k * stride) % nchunks).collect();
+    // Lower bound on the answer, squared; non-negative f64 bits order like the values.
+    let lower = AtomicU64::new(0f64.to_bits());
+    let n = x.rows;
+    let rows: Vec<Option<usize>> = (0..n.div_ceil(ROW_BLOCK))
+        .into_par_iter()
+        .flat_map_iter(|b| {
+            let (r0, r1) = (b * ROW_BLOCK, ((b + 1) * ROW_BLOCK).min(n));
+            let len = r1 - r0;
+            let mut states: Vec<RowState<T>> = (0..len).map(|_| RowState::new()).collect();
+            let mut active = vec![true; len];
+            for &c in &order {
+                let lo = f64::from_bits(lower.load(Ordering::Relaxed));
+                for (a, st) in active.iter_mut().zip(&states) {
+                    *a &= st.neg.best.to_f64() >= lo;
+                }
+                if !active.iter().any(|&a| a) {
+                    break;
+                }
+                let prange = c * NN_CHUNK..((c + 1) * NN_CHUNK).min(np);
+                for g in (0..len).step_by(MR) {
+                    let ge = (g + MR).min(len);
+                    if active[g..ge].iter().any(|&a| a) {
+                        scan_block::<T, MR, NR>(
+                            &ctx,
+                            r0 + g..r0 + ge,
+                            prange.clone(),
+                            &mut states[g..ge],
+                            None,
+                            avx2,
+                        );
+                    }
+                }
+            }
+            let mut out = Vec::with_capacity(len);
+            for (k, st) in states.iter().enumerate() {
+                if !active[k] {
+                    out.push(None);
+                    continue;
+                }
+                let i = r0 + k;
+                let j = finish_row(&ctx, &exact, i, st).2 as usize;
+                // A rigorous lower bound on this row's exact nearest distance, squared.
+                let d2 = exact.d2(i, j) * (1.0 - 1e-12);
+                lower.fetch_max(d2.to_bits(), Ordering::Relaxed);
+                out.push(Some(j));
+            }
+            out
+        })
+        .collect();
+    Ok(rows)
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}

@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use crate::batch_hard::batch_hard;
+use crate::batch_hard::{batch_hard, nearest_for_max};
 use crate::cdist::DistanceBlocks;
 use crate::error::{CoreError, Result};
 use crate::metric::Metric;
@@ -60,23 +60,26 @@ fn first_max(items: impl Iterator<Item = Attained>) -> Option<Attained> {
     })
 }
 
-/// `max_i min_j d(a_i, b_j)`: every row of `a` against its nearest row of `b`.
+/// `max_i min_j d(a_i, b_j)`: every row of `a` against its nearest row of
+/// `b`, skipping rows proved unable to attain the maximum.
 pub fn directed_hausdorff<T: Real>(a: &Matrix<T>, b: &Matrix<T>) -> Result<Attained> {
     check_same_dim(a, b)?;
-    let (la, lb) = (vec![0i64; a.rows], vec![1i64; b.rows]);
-    let nn = batch_hard(a, &la, Some((b, &lb)), Metric::Euclidean)?;
-    let rows: Vec<Attained> = (0..a.rows)
-        .into_par_iter()
-        .map(|i| {
-            let j = nn.neg_idx[i] as usize;
-            Attained {
+    with_safe_scale(a, Some(b), |a, b, s| {
+        let b = b.expect("second set");
+        let nn = nearest_for_max(a, b)?;
+        let rows = nn.iter().enumerate().filter_map(|(i, j)| {
+            j.map(|j| Attained {
                 value: dist(a, i, b, j),
                 i,
                 j,
-            }
+            })
+        });
+        let best = first_max(rows).expect("some row is never retired");
+        Ok(Attained {
+            value: best.value * s,
+            ..best
         })
-        .collect();
-    Ok(first_max(rows.into_iter()).expect("a has rows"))
+    })
 }
 
 /// `max(h(a, b), h(b, a))`; the pair is always (row of `a`, row of `b`).
