@@ -96,23 +96,26 @@ def run_peer(fn, small_fn, scale, budget, repeats):
 
 
 MEMORY_SCRIPT = """
-import json, resource, time
+import json, time
 import numpy as np
 import tripletcore as tc
 rng = np.random.default_rng(0)
 x1 = rng.standard_normal((100_000, 64)).astype(np.float32)
 x2 = (x1 + 0.01 * rng.standard_normal(x1.shape)).astype(np.float32)
+def status_kb(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+
 tc.isometric_error(x1[:64], x2[:64])
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# Reset the high-water mark to the current RSS, which is the baseline.
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")
+base = status_kb("VmRSS")
 t = time.perf_counter()
 r = tc.isometric_error(x1, x2)
 t = time.perf_counter() - t
-peak = 0
-for line in open("/proc/self/status"):
-    if line.startswith("VmHWM:"):
-        peak = int(line.split()[1])
+peak = status_kb("VmHWM")
 print(json.dumps({"seconds": t, "peak_kb": peak, "base_kb": base, "value": r.distance}))
 """
 
