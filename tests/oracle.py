@@ -37,6 +37,17 @@ FALLBACKS = ("hardest", "easiest", "drop")
 # --------------------------------------------------------------------------
 
 
+def reduction_scale(reduction, count, nonzero):
+    """Factor applied to the sum of triplet losses by each reduction."""
+    if reduction == "mean":
+        return 1.0 / count if count else 0.0
+    if reduction in ("sum", "none"):
+        return 1.0
+    if reduction == "mean_nonzero":
+        return 1.0 / nonzero if nonzero else 0.0
+    raise ValueError(reduction)
+
+
 def as_f64(A):
     return np.asarray(A, dtype=np.float64)
 
@@ -306,14 +317,7 @@ def triplet_margin_loss(
 
     count = len(T)
     nonzero = int(np.sum(losses > 0))
-    if reduction == "mean":
-        scale = 1.0 / count if count else 0.0
-    elif reduction in ("sum", "none"):
-        scale = 1.0
-    elif reduction == "mean_nonzero":
-        scale = 1.0 / nonzero if nonzero else 0.0
-    else:
-        raise ValueError(reduction)
+    scale = reduction_scale(reduction, count, nonzero)
 
     if reduction == "none":
         loss = np.zeros(n)
@@ -445,14 +449,7 @@ def batch_all_loss_vectorized(
         W_an[a, neg] += dL.sum(axis=0)
         A_ap[a, pos] += near.sum(axis=1)
         A_an[a, neg] += near.sum(axis=0)
-    if reduction == "mean":
-        scale = 1.0 / count if count else 0.0
-    elif reduction in ("sum", "none"):
-        scale = 1.0
-    elif reduction == "mean_nonzero":
-        scale = 1.0 / nonzero if nonzero else 0.0
-    else:
-        raise ValueError(reduction)
+    scale = reduction_scale(reduction, count, nonzero)
     loss = per_anchor.copy() if reduction == "none" else float(per_anchor.sum() * scale)
     grad, grad_scale = grad_from_pair_weights(X, metric, W_ap * scale, W_an * scale)
     info = {

@@ -10,7 +10,7 @@ use crate::batch_hard::{batch_hard, nearest_for_max};
 use crate::cdist::DistanceBlocks;
 use crate::error::{CoreError, Result};
 use crate::metric::Metric;
-use crate::prep::{check_labels, check_same_dim, Matrix};
+use crate::prep::{check_labels, check_same_dim, safe_norm, Matrix};
 use crate::real::Real;
 use crate::scale::with_safe_scale;
 use crate::tile::is_f32;
@@ -34,28 +34,18 @@ pub struct HardestTriplet {
 
 /// Exact Euclidean distance between row `i` of `a` and row `j` of `b`.
 fn dist<T: Real>(a: &Matrix<T>, i: usize, b: &Matrix<T>, j: usize) -> f64 {
-    let (u, v) = (a.row(i), b.row(j));
-    // Scaled by the largest difference: no overflow or underflow.
-    let amax = u
-        .iter()
-        .zip(v)
-        .map(|(x, y)| (x.to_f64() - y.to_f64()).abs())
-        .fold(0.0, f64::max);
-    if amax == 0.0 {
-        return 0.0;
-    }
-    let s: f64 = u
-        .iter()
-        .zip(v)
-        .map(|(x, y)| ((x.to_f64() - y.to_f64()) / amax).powi(2))
-        .sum();
-    amax * s.sqrt()
+    safe_norm(
+        a.row(i)
+            .iter()
+            .zip(b.row(j))
+            .map(|(x, y)| x.to_f64() - y.to_f64()),
+    )
 }
 
-/// The first maximum of `(value, i, j)` in index order.
-fn first_max(items: impl Iterator<Item = Attained>) -> Option<Attained> {
+/// The first item of largest `value` in iteration (index) order.
+fn first_max<X: Copy>(items: impl Iterator<Item = X>, value: impl Fn(&X) -> f64) -> Option<X> {
     items.fold(None, |best, c| match best {
-        Some(b) if b.value >= c.value => Some(b),
+        Some(b) if value(&b) >= value(&c) => Some(b),
         _ => Some(c),
     })
 }
@@ -74,7 +64,7 @@ pub fn directed_hausdorff<T: Real>(a: &Matrix<T>, b: &Matrix<T>) -> Result<Attai
                 j,
             })
         });
-        let best = first_max(rows).expect("some row is never retired");
+        let best = first_max(rows, |r| r.value).expect("some row is never retired");
         Ok(Attained {
             value: best.value * s,
             ..best
@@ -187,7 +177,7 @@ pub fn sup_displacement<T: Real>(x1: &Matrix<T>, x2: &Matrix<T>) -> Result<Attai
             j: i,
         })
         .collect();
-    Ok(first_max(rows.into_iter()).expect("x1 has rows"))
+    Ok(first_max(rows.into_iter(), |r| r.value).expect("x1 has rows"))
 }
 
 /// The largest distance between two rows (0 for a single row, pair (0, 0)).
@@ -211,7 +201,7 @@ pub fn diameter<T: Real>(a: &Matrix<T>) -> Result<Attained> {
             }
         })
         .collect();
-    Ok(first_max(rows.into_iter()).expect("a has rows"))
+    Ok(first_max(rows.into_iter(), |r| r.value).expect("a has rows"))
 }
 
 /// `sup_{a,p,n} d(a,p) - d(a,n)` (equation 38): per anchor the batch-hard
@@ -234,18 +224,11 @@ pub fn hardest_triplet<T: Real>(x: &Matrix<T>, labels: &[i64]) -> Result<Hardest
             })
         })
         .collect();
-    rows.into_iter()
-        .flatten()
-        .fold(None, |best: Option<HardestTriplet>, c| match best {
-            Some(b) if b.value >= c.value => Some(b),
-            _ => Some(c),
-        })
-        .ok_or_else(|| CoreError::InvalidValue {
-            arg: "labels",
-            detail:
-                "no triplet exists: it needs a class with at least two points and a second class"
-                    .into(),
-        })
+    first_max(rows.into_iter().flatten(), |t| t.value).ok_or_else(|| CoreError::InvalidValue {
+        arg: "labels",
+        detail: "no triplet exists: it needs a class with at least two points and a second class"
+            .into(),
+    })
 }
 
 /// Rows per block of the isometric-error scan (a multiple of the tile height).

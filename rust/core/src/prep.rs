@@ -75,6 +75,17 @@ pub fn encode_labels(a: &[i64], b: Option<&[i64]>) -> (Vec<u32>, Vec<u32>) {
     (ca, cb)
 }
 
+/// Euclidean norm of `values`, scaled by the largest magnitude so that
+/// no square overflows or underflows.
+pub(crate) fn safe_norm(values: impl Iterator<Item = f64> + Clone) -> f64 {
+    let amax = values.clone().map(f64::abs).fold(0.0, f64::max);
+    if amax == 0.0 {
+        return 0.0;
+    }
+    let n2: f64 = values.map(|v| (v / amax).powi(2)).sum();
+    amax * n2.sqrt()
+}
+
 /// Row norms, for the metrics that normalise rows (cosine), else `None`.
 /// Rows are later divided by them (not multiplied by a reciprocal), so a
 /// row that is a multiple of another maps to exactly the same unit vector
@@ -89,16 +100,7 @@ pub fn row_norms<T: Real>(
     }
     let scales: Vec<f64> = (0..m.rows)
         .into_par_iter()
-        .map(|i| {
-            // Scaled by the row's largest entry: no overflow or underflow.
-            let row = m.row(i);
-            let amax = row.iter().map(|v| v.to_f64().abs()).fold(0.0, f64::max);
-            if amax == 0.0 {
-                return 0.0;
-            }
-            let n2: f64 = row.iter().map(|v| (v.to_f64() / amax).powi(2)).sum();
-            amax * n2.sqrt()
-        })
+        .map(|i| safe_norm(m.row(i).iter().map(|v| v.to_f64())))
         .collect();
     if let Some(row) = scales.iter().position(|s| !(*s > 0.0 && s.is_finite())) {
         return Err(CoreError::ZeroNorm { arg, row });
