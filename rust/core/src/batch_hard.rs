@@ -656,7 +656,7 @@ fn nearest_for_max_impl<T: Real, const MR: usize, const NR: usize>(
     Ok(rows)
 }
 
-fn gcd(a: usize, b: usize) -> usize {
+pub(crate) fn gcd(a: usize, b: usize) -> usize {
     if b == 0 {
         a
     } else {

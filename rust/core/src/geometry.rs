@@ -9,6 +9,8 @@ use rayon::prelude::*;
 use crate::batch_hard::{batch_hard, nearest_for_max};
 use crate::cdist::DistanceBlocks;
 use crate::error::{CoreError, Result};
+use crate::exact::diff_sq_sum;
+use crate::kdtree::{nearest_for_max_tree, KD_MAX_DIM};
 use crate::metric::Metric;
 use crate::prep::{check_labels, check_same_dim, safe_norm, Matrix};
 use crate::real::Real;
@@ -32,8 +34,15 @@ pub struct HardestTriplet {
     pub negative: usize,
 }
 
-/// Exact Euclidean distance between row `i` of `a` and row `j` of `b`.
+/// Exact Euclidean distance between row `i` of `a` and row `j` of `b`:
+/// the square root of the same f64 sum the kernels rank candidates by, so
+/// equal sums stay tied; scaled (`safe_norm`) only where that sum overflows
+/// or underflows.
 fn dist<T: Real>(a: &Matrix<T>, i: usize, b: &Matrix<T>, j: usize) -> f64 {
+    let d2 = diff_sq_sum(a.row(i), b.row(j));
+    if d2.is_finite() && d2 >= f64::MIN_POSITIVE {
+        return d2.sqrt();
+    }
     safe_norm(
         a.row(i)
             .iter()
@@ -56,7 +65,12 @@ pub fn directed_hausdorff<T: Real>(a: &Matrix<T>, b: &Matrix<T>) -> Result<Attai
     check_same_dim(a, b)?;
     with_safe_scale(a, Some(b), |a, b, s| {
         let b = b.expect("second set");
-        let nn = nearest_for_max(a, b)?;
+        let nn = if a.cols <= KD_MAX_DIM {
+            check_same_dim(a, b)?;
+            nearest_for_max_tree(a, b)
+        } else {
+            nearest_for_max(a, b)?
+        };
         let rows = nn.iter().enumerate().filter_map(|(i, j)| {
             j.map(|j| Attained {
                 value: dist(a, i, b, j),
@@ -74,8 +88,10 @@ pub fn directed_hausdorff<T: Real>(a: &Matrix<T>, b: &Matrix<T>) -> Result<Attai
 
 /// `max(h(a, b), h(b, a))`; the pair is always (row of `a`, row of `b`).
 pub fn hausdorff<T: Real>(a: &Matrix<T>, b: &Matrix<T>) -> Result<Attained> {
-    let ab = directed_hausdorff(a, b)?;
-    let ba = directed_hausdorff(b, a)?;
+    // Both directions at once: the tree path's builds are sequential, so
+    // running them side by side keeps both cores busy.
+    let (ab, ba) = rayon::join(|| directed_hausdorff(a, b), || directed_hausdorff(b, a));
+    let (ab, ba) = (ab?, ba?);
     Ok(if ab.value >= ba.value {
         ab
     } else {

@@ -436,3 +436,105 @@ fn isometric_error_matches_brute_force() {
 fn d2_of<T: Real>(x: &[T], d: usize, i: usize, j: usize) -> f64 {
     d2(&x[i * d..(i + 1) * d], &x[j * d..(j + 1) * d])
 }
+
+/// Brute-force directed Hausdorff on squared sums: first row of largest
+/// nearest distance, lowest nearest index.
+fn brute_directed(a: &[f64], b: &[f64], d: usize) -> (f64, usize, usize) {
+    let (n, m) = (a.len() / d, b.len() / d);
+    let mut want = (f64::NEG_INFINITY, 0, 0);
+    for i in 0..n {
+        let (mut best, mut bj) = (f64::INFINITY, 0);
+        for j in 0..m {
+            let v = d2(&a[i * d..(i + 1) * d], &b[j * d..(j + 1) * d]);
+            if v < best {
+                (best, bj) = (v, j);
+            }
+        }
+        if best > want.0 {
+            want = (best, i, bj);
+        }
+    }
+    (want.0.sqrt(), want.1, want.2)
+}
+
+#[test]
+fn low_dimensional_hausdorff_ties_and_overlaps() {
+    // The k-d tree path (d <= 8): integer grids give many exact ties, a
+    // shuffled copy gives nearest distance 0 for every row.
+    let mut rng = Rng(41);
+    for d in 1..=9 {
+        for case in 0..3 {
+            let (n, m) = (700 + 37 * d, 500 + 11 * d);
+            let a: Vec<f64> = (0..n * d).map(|_| rng.below(7) as f64 - 3.0).collect();
+            let b: Vec<f64> = match case {
+                0 => (0..m * d).map(|_| rng.below(7) as f64 - 3.0).collect(),
+                1 => (0..m * d).map(|_| rng.normal()).collect(),
+                _ => {
+                    let mut rows: Vec<usize> = (0..n).collect();
+                    rows.sort_by_key(|&r| (r * 7919) % n);
+                    rows.iter()
+                        .flat_map(|&r| a[r * d..(r + 1) * d].to_vec())
+                        .collect()
+                }
+            };
+            let mb = b.len() / d;
+            let (am, bm) = (
+                Matrix::new(&a, n, d, "A").unwrap(),
+                Matrix::new(&b, mb, d, "B").unwrap(),
+            );
+            let want = brute_directed(&a, &b, d);
+            let got = directed_hausdorff(&am, &bm).unwrap();
+            assert_eq!((got.i, got.j), (want.1, want.2), "d = {d}, case {case}");
+            assert!(
+                (got.value - want.0).abs() <= 1e-14 * want.0,
+                "d = {d}, case {case}"
+            );
+        }
+    }
+}
+
+#[test]
+fn min_width_2d_matches_brute_force() {
+    let mut rng = Rng(43);
+    for case in 0..200 {
+        let n = 1 + (case % 25);
+        let p: Vec<f64> = (0..2 * n)
+            .map(|_| {
+                if case % 2 == 0 {
+                    rng.below(5) as f64
+                } else {
+                    rng.normal()
+                }
+            })
+            .collect();
+        // Minimum over all pair directions of the width normal to them.
+        let mut want = f64::INFINITY;
+        for i in 0..n {
+            for j in 0..n {
+                let (dx, dy) = (p[2 * j] - p[2 * i], p[2 * j + 1] - p[2 * i + 1]);
+                let len = dx.hypot(dy);
+                if len == 0.0 {
+                    continue;
+                }
+                let proj: Vec<f64> = (0..n)
+                    .map(|k| (-dy * p[2 * k] + dx * p[2 * k + 1]) / len)
+                    .collect();
+                let w = proj.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+                    - proj.iter().cloned().fold(f64::INFINITY, f64::min);
+                want = want.min(w);
+            }
+        }
+        if !want.is_finite() {
+            want = 0.0; // all points equal
+        }
+        let got = min_width_2d(&Matrix::new(&p, n, 2, "A").unwrap()).unwrap();
+        assert!(
+            (got.value - want).abs() <= 1e-12 * want.max(1.0),
+            "case {case}"
+        );
+        let [ex, ey] = got.direction;
+        assert!((ex.hypot(ey) - 1.0).abs() < 1e-12);
+    }
+    let three = [0.0, 0.0, 1.0, 0.0, 0.0, 1.0];
+    assert!(min_width_2d(&Matrix::new(&three, 2, 3, "A").unwrap()).is_err());
+}

@@ -341,6 +341,25 @@ fn hardest_triplet(
     })
 }
 
+/// (width, direction, edge row i, edge row j, opposite row k).
+type WidthTuple = (f64, (f64, f64), usize, usize, usize);
+
+#[pyfunction]
+#[pyo3(signature = (a,))]
+fn min_width_2d(py: Python<'_>, a: &Bound<'_, PyAny>) -> PyResult<WidthTuple> {
+    by_dtype!(a, "A", |aa: F| {
+        let m = matrix(&aa, "A")?;
+        let w = py.detach(|| core::min_width_2d::<F>(&m)).map_err(to_py)?;
+        Ok((
+            w.value,
+            (w.direction[0], w.direction[1]),
+            w.edge.0,
+            w.edge.1,
+            w.vertex,
+        ))
+    })
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cdist, m)?)?;
@@ -353,6 +372,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(diameter, m)?)?;
     m.add_function(wrap_pyfunction!(isometric_error, m)?)?;
     m.add_function(wrap_pyfunction!(hardest_triplet, m)?)?;
+    m.add_function(wrap_pyfunction!(min_width_2d, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
