@@ -11,6 +11,7 @@ pub mod error;
 pub mod exact;
 pub mod geometry;
 mod kdtree;
+pub mod knn;
 pub mod loss;
 pub mod metric;
 pub mod prep;
@@ -27,6 +28,7 @@ pub use geometry::{
     class_hausdorff, diameter, directed_hausdorff, hardest_triplet, hausdorff, isometric_error,
     sup_displacement, Attained, ClassHausdorff, HardestTriplet,
 };
+pub use knn::{knn, Knn};
 pub use loss::{triplet_margin_loss, LossOptions, LossOutput, Mining, Reduction};
 pub use metric::Metric;
 pub use prep::Matrix;

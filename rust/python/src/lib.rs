@@ -341,6 +341,35 @@ fn hardest_triplet(
     })
 }
 
+#[pyfunction]
+#[pyo3(signature = (x, k, y, metric, exclude_self))]
+fn knn<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    k: usize,
+    y: Option<&Bound<'py, PyAny>>,
+    metric: &str,
+    exclude_self: bool,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let metric = Metric::parse(metric).map_err(to_py)?;
+    by_dtype!(x, "X", |xa: F| {
+        let ya = other::<F>(y)?;
+        let xm = matrix(&xa, "X")?;
+        let ym = ya.as_ref().map(|a| matrix(a, "Y")).transpose()?;
+        let r = py
+            .detach(|| core::knn(&xm, k, ym.as_ref(), metric, exclude_self))
+            .map_err(to_py)?;
+        Ok((
+            PyArray1::from_vec(py, r.indices)
+                .reshape([xm.rows, k])?
+                .into_any(),
+            PyArray1::from_vec(py, r.distances)
+                .reshape([xm.rows, k])?
+                .into_any(),
+        ))
+    })
+}
+
 /// (width, direction, edge row i, edge row j, opposite row k).
 type WidthTuple = (f64, (f64, f64), usize, usize, usize);
 
@@ -373,6 +402,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(isometric_error, m)?)?;
     m.add_function(wrap_pyfunction!(hardest_triplet, m)?)?;
     m.add_function(wrap_pyfunction!(min_width_2d, m)?)?;
+    m.add_function(wrap_pyfunction!(knn, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
