@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from . import _core
-from ._convert import FloatArray, as_choice, as_pair
+from ._convert import FloatArray, as_choice, as_pair, as_two
 
 METRICS = ("euclidean", "sqeuclidean", "cosine")
 
@@ -23,3 +26,19 @@ def cdist(X: Any, Y: Any = None, metric: str = "euclidean") -> FloatArray:
     metric = as_choice(metric, "metric", METRICS)
     x, y = as_pair(X, Y)
     return _core.cdist(x, y, metric)
+
+
+def pair_distances(
+    X: Any, Y: Any, rows: Any, cols: Any, metric: str = "euclidean"
+) -> npt.NDArray[np.float64]:
+    """Exact float64 distances between ``X[rows[k]]`` and ``Y[cols[k]]``.
+
+    Computed by the same formula the kernels rank candidates with, so code
+    that merges kernel results (block by block, or across workers) breaks
+    ties on exactly the values the in-memory functions use.
+    """
+    metric = as_choice(metric, "metric", METRICS)
+    x, y = as_two(X, Y, ("X", "Y"), same_rows=False)
+    r = np.ascontiguousarray(rows, dtype=np.int64).ravel()
+    c = np.ascontiguousarray(cols, dtype=np.int64).ravel()
+    return _core.pair_distances(x, y, r, c, metric)

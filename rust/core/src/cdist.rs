@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::exact::Exact;
 use crate::metric::Metric;
 use crate::prep::{
     check_same_dim, prepare_anchors, prepare_panels, row_norms, Anchors, Matrix, Panels, Transform,
@@ -29,6 +30,44 @@ pub fn cdist<T: Real>(x: &Matrix<T>, y: Option<&Matrix<T>>, metric: Metric) -> R
                 .for_each(|v| *v = T::from_f64(v.to_f64() * f));
         }
         Ok(out)
+    })
+}
+
+/// Exact f64 distances between the rows `x[i]` and `y[j]` of each pair
+/// `(i, j)`, by the formula every kernel ranks with: callers that merge
+/// kernel results (block-wise or distributed) break ties on the same values.
+pub fn pair_distances<T: Real>(
+    x: &Matrix<T>,
+    y: &Matrix<T>,
+    pairs: &[(usize, usize)],
+    metric: Metric,
+) -> Result<Vec<f64>> {
+    check_same_dim(x, y)?;
+    if let Some(&(i, j)) = pairs.iter().find(|&&(i, j)| i >= x.rows || j >= y.rows) {
+        return Err(crate::error::CoreError::InvalidValue {
+            arg: "pairs",
+            detail: format!(
+                "pair ({i}, {j}) is out of range for {} x {} rows",
+                x.rows, y.rows
+            ),
+        });
+    }
+    with_safe_scale(x, Some(y), |x, y, s| {
+        let y = y.expect("second set");
+        let nx = row_norms(x, metric, "X")?;
+        let ny = row_norms(y, metric, "Y")?;
+        let exact = Exact {
+            x: *x,
+            y: *y,
+            nx: nx.as_deref(),
+            ny: ny.as_deref(),
+            metric,
+        };
+        let f = distance_factor(metric, s);
+        Ok(pairs
+            .par_iter()
+            .map(|&(i, j)| exact.dist(i, j) * f)
+            .collect())
     })
 }
 

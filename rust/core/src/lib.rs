@@ -22,7 +22,7 @@ pub mod tile;
 pub mod width;
 
 pub use batch_hard::{batch_hard, BatchHard};
-pub use cdist::cdist;
+pub use cdist::{cdist, pair_distances};
 pub use error::{CoreError, Result};
 pub use geometry::{
     class_hausdorff, diameter, directed_hausdorff, hardest_triplet, hausdorff, isometric_error,

@@ -370,6 +370,41 @@ fn knn<'py>(
     })
 }
 
+#[pyfunction]
+#[pyo3(signature = (x, y, rows, cols, metric))]
+fn pair_distances<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    y: &Bound<'py, PyAny>,
+    rows: PyReadonlyArray1<'py, i64>,
+    cols: PyReadonlyArray1<'py, i64>,
+    metric: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let metric = Metric::parse(metric).map_err(to_py)?;
+    let (r, c) = (rows.as_slice()?, cols.as_slice()?);
+    if r.len() != c.len() {
+        return Err(PyValueError::new_err(
+            "rows and cols must have the same length",
+        ));
+    }
+    if r.iter().chain(c).any(|&v| v < 0) {
+        return Err(PyValueError::new_err(
+            "rows and cols must be non-negative indices",
+        ));
+    }
+    let pairs: Vec<(usize, usize)> = r
+        .iter()
+        .zip(c)
+        .map(|(&i, &j)| (i as usize, j as usize))
+        .collect();
+    two_matrices!(x, "X", y, "Y", |xm, ym| {
+        let out = py
+            .detach(|| core::pair_distances(&xm, &ym, &pairs, metric))
+            .map_err(to_py)?;
+        PyArray1::from_vec(py, out).into_bound_py_any(py)
+    })
+}
+
 /// (width, direction, edge row i, edge row j, opposite row k).
 type WidthTuple = (f64, (f64, f64), usize, usize, usize);
 
@@ -403,6 +438,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hardest_triplet, m)?)?;
     m.add_function(wrap_pyfunction!(min_width_2d, m)?)?;
     m.add_function(wrap_pyfunction!(knn, m)?)?;
+    m.add_function(wrap_pyfunction!(pair_distances, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
