@@ -56,7 +56,7 @@ def oracle_hardest(x, y):
 def point_sets(draw, min_rows=1, max_rows=40):
     n = draw(st.integers(min_rows, max_rows))
     m = draw(st.integers(min_rows, max_rows))
-    d = draw(st.integers(1, 6))
+    d = draw(st.integers(1, 11))  # both paths: k-d tree (d <= 8) and tiled
     seed = draw(st.integers(0, 2**32 - 1))
     kind = draw(st.sampled_from(["random", "grid", "overlap", "far", "duplicates"]))
     dtype = draw(st.sampled_from([np.float32, np.float64]))

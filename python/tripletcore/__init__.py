@@ -7,11 +7,13 @@ layer over it.
 
 from ._core import __version__
 from .distance import cdist
+from .evaluation import KnnResult, RetrievalMetrics, knn, retrieval_metrics
 from .geometry import (
     Attained,
     ClassHausdorffResult,
     Displacement,
     HardestTriplet,
+    Thickness,
     class_hausdorff,
     diameter,
     hardest_triplet,
@@ -19,6 +21,7 @@ from .geometry import (
     is_triplet_separated,
     isometric_error,
     sup_displacement,
+    thickness,
 )
 from .loss import triplet_margin_loss
 from .mining import BatchHardResult, SemiHardResult, batch_hard, semi_hard
@@ -29,7 +32,10 @@ __all__ = [
     "ClassHausdorffResult",
     "Displacement",
     "HardestTriplet",
+    "KnnResult",
+    "RetrievalMetrics",
     "SemiHardResult",
+    "Thickness",
     "__version__",
     "batch_hard",
     "cdist",
@@ -39,7 +45,10 @@ __all__ = [
     "hausdorff",
     "is_triplet_separated",
     "isometric_error",
+    "knn",
+    "retrieval_metrics",
     "semi_hard",
     "sup_displacement",
+    "thickness",
     "triplet_margin_loss",
 ]
