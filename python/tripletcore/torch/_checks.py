@@ -1,0 +1,117 @@
+"""Argument checks shared by the torch layer (clear errors before any work)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .._convert import as_choice
+
+METRICS = ("euclidean", "sqeuclidean", "cosine")
+MININGS = ("batch_hard", "semi_hard", "batch_all")
+REDUCTIONS = ("mean", "sum", "mean_nonzero", "none")
+FALLBACKS = ("hardest", "easiest", "drop")
+BACKENDS = ("auto", "rust", "torch")
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+__all__ = [
+    "BACKENDS",
+    "FALLBACKS",
+    "HALF_DTYPES",
+    "METRICS",
+    "MININGS",
+    "REDUCTIONS",
+    "as_choice",
+    "check_chunk_size",
+    "check_embeddings",
+    "check_labels",
+    "check_margin",
+    "compute_dtype",
+    "resolve_backend",
+]
+
+
+def check_margin(margin: Any) -> float:
+    """A non-negative margin (``inf`` allowed) as a float."""
+    is_scalar_tensor = isinstance(margin, Tensor) and margin.numel() == 1
+    if isinstance(margin, bool) or not (isinstance(margin, numbers.Real) or is_scalar_tensor):
+        raise TypeError(f"margin must be a real number, got {margin!r}")
+    value = float(margin)
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"margin must be >= 0, got {value}")
+    return value
+
+
+def check_embeddings(x: Any, name: str = "embeddings") -> Tensor:
+    """A 2-D, non-empty, finite floating-point tensor; half precision only on CUDA."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (batch x features), got shape {tuple(x.shape)}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
+    if x.dtype in HALF_DTYPES and x.device.type == "cpu":
+        raise TypeError(
+            f"{name} is {x.dtype} on the CPU: half precision is supported on CUDA only "
+            "(computed there with float32 accumulation); call .float() for the CPU kernels"
+        )
+    if not _all_finite(x):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return x
+
+
+def _all_finite(x: Tensor) -> bool:
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        # NumPy's check on the shared memory is much cheaper than torch's on CPU
+        return bool(np.isfinite(x.detach().numpy()).all())
+    return bool(torch.isfinite(x).all())
+
+
+def check_labels(labels: Any, x: Tensor, name: str = "labels", of: str = "embeddings") -> Tensor:
+    """Integer labels, one per row of ``x``, on ``x``'s device, as int64.
+
+    The cast to int64 is injective for every integer dtype (uint64 wraps).
+    """
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(labels).__name__}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise TypeError(f"{name} must have an integer dtype, got {labels.dtype}")
+    if labels.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(labels.shape)}")
+    if labels.shape[0] != x.shape[0]:
+        raise ValueError(f"{name} has {labels.shape[0]} entries but {of} has {x.shape[0]} rows")
+    if labels.device != x.device:
+        raise ValueError(
+            f"{name} are on {labels.device} but {of} on {x.device}; move both to one device"
+        )
+    return labels.to(torch.int64).detach()
+
+
+def check_chunk_size(chunk_size: int | None) -> int | None:
+    if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    return None if chunk_size is None else int(chunk_size)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float16/bfloat16 are computed in float32."""
+    return torch.float32 if dtype in HALF_DTYPES else dtype
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """``"auto"``: the Rust kernels for CPU tensors, the tiled torch code elsewhere."""
+    backend = as_choice(backend, "backend", BACKENDS)
+    if backend == "auto":
+        return "rust" if device.type == "cpu" else "torch"
+    if backend == "rust" and device.type != "cpu":
+        raise ValueError(
+            f"backend='rust' needs CPU tensors, got {device}; use backend='torch' or 'auto'"
+        )
+    return backend

@@ -1,0 +1,104 @@
+"""The CPU path: the Rust kernels run on the tensors' own memory.
+
+``tensor.detach().numpy()`` shares memory, so contiguous float32/float64
+embeddings reach the kernels without a copy (others are made contiguous
+once). The loss's gradient is computed by the kernel in the forward pass;
+backward only scales it (O(N d)).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from .. import _core
+from .._convert import FloatArray, IntArray
+from ._tiled import tiled_loss
+from ._triplets import hard_triplets, triplet_loss
+
+
+def numpy_view(x: Tensor) -> FloatArray:
+    """A NumPy view of a CPU float32/float64 tensor (a copy only if not contiguous)."""
+    out: FloatArray = x.detach().contiguous().numpy()
+    return out
+
+
+def numpy_labels(labels: Tensor) -> IntArray:
+    out: IntArray = labels.detach().to(torch.int64).contiguous().numpy()
+    return out
+
+
+class RustLoss(torch.autograd.Function):
+    """Scalar loss from ``_core.triplet_margin_loss``; its gradient is saved."""
+
+    @staticmethod
+    def forward(ctx: Any, *args: Any) -> Tensor:
+        x, labels, margin, mining, metric, soft, reduction, fallback = args
+        loss, grad = _core.triplet_margin_loss(
+            numpy_view(x), numpy_labels(labels), margin, mining, metric, soft, reduction, fallback
+        )
+        ctx.grad = grad
+        return torch.tensor(float(loss), dtype=x.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, *grads: Any) -> Any:
+        (g,) = grads
+        # scaled in NumPy: a torch op here would wake torch's thread pool, whose
+        # spinning threads then compete with the Rust kernels of the next step
+        scaled = ctx.grad * ctx.grad.dtype.type(g.item())
+        return (torch.from_numpy(scaled),) + (None,) * 7
+
+
+def rust_batch_hard(
+    x: Tensor,
+    labels: Tensor,
+    metric: str,
+    ref: Tensor | None = None,
+    ref_labels: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(pos_idx, pos_dist, neg_idx, neg_dist)`` as tensors (see ``tripletcore.batch_hard``)."""
+    y = None if ref is None else numpy_view(ref)
+    rlab = None if ref_labels is None else numpy_labels(ref_labels)
+    pi, pd, ni, nd = _core.batch_hard(numpy_view(x), numpy_labels(labels), metric, y, rlab)
+    return torch.from_numpy(pi), torch.from_numpy(pd), torch.from_numpy(ni), torch.from_numpy(nd)
+
+
+def rust_semi_hard(
+    x: Tensor, labels: Tensor, margin: float, metric: str, fallback: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(anchor, positive, negative)`` of ``tripletcore.semi_hard`` as tensors."""
+    a, p, q, _, _ = _core.semi_hard(numpy_view(x), numpy_labels(labels), margin, metric, fallback)
+    return torch.from_numpy(a), torch.from_numpy(p), torch.from_numpy(q)
+
+
+def rust_loss(
+    x: Tensor,
+    labels: Tensor,
+    margin: float,
+    mining: str,
+    metric: str,
+    soft: bool,
+    reduction: str,
+    fallback: str,
+    chunk_size: int | None,
+) -> Tensor:
+    """The triplet loss of CPU ``x`` through the Rust kernels (differentiable)."""
+    if reduction != "none":
+        out: Tensor = RustLoss.apply(x, labels, margin, mining, metric, soft, reduction, fallback)
+        return out
+    # Per-anchor losses need per-anchor gradients, which the kernel (gradient of
+    # the sum) does not give: mine in Rust, differentiate the O(N) triplets.
+    if mining == "batch_all":
+        # every triplet counts: the tiled kernel recomputes per-anchor pair weights
+        return tiled_loss(x, labels, margin, mining, metric, soft, reduction, fallback, chunk_size)
+    with torch.no_grad():
+        if mining == "batch_hard":
+            pi, _, ni, _ = rust_batch_hard(x, labels, metric)
+            a, p, q = hard_triplets(pi, ni)
+        else:
+            a, p, q = rust_semi_hard(x, labels, margin, metric, fallback)
+    return triplet_loss(x, None, a, p, q, margin, metric, soft, reduction)

@@ -1,0 +1,127 @@
+"""Miners returning ``(anchor, positive, negative)`` index tensors, as
+pytorch-metric-learning's miners do, so their output feeds any PML loss."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._checks import (
+    FALLBACKS,
+    METRICS,
+    as_choice,
+    check_chunk_size,
+    check_embeddings,
+    check_labels,
+    check_margin,
+    compute_dtype,
+    resolve_backend,
+)
+from ._rust import rust_batch_hard, rust_semi_hard
+from ._tiled import mine_batch_hard, mine_semi_hard
+from ._triplets import hard_triplets
+
+__all__ = ["BatchHardMiner", "SemiHardMiner"]
+
+
+def _rows(x: Tensor, normalize: bool) -> Tensor:
+    x = x.detach().to(compute_dtype(x.dtype))
+    return torch.nn.functional.normalize(x, dim=1) if normalize else x
+
+
+class BatchHardMiner(torch.nn.Module):
+    """Per anchor the farthest positive and the nearest negative (Hermans et al.).
+
+    Returns ``(a, p, n)`` int64 tensors on the embeddings' device; anchors
+    without a positive or a negative are dropped (PML's semantics). With
+    ``ref_emb``/``ref_labels`` the positives and negatives are rows of the
+    reference set (every same-label reference row is eligible). Ties go to
+    the lowest index. PML's default distance normalises the embeddings: pass
+    ``normalize=True`` for the same mining.
+    """
+
+    def __init__(
+        self,
+        metric: str = "euclidean",
+        normalize: bool = False,
+        *,
+        backend: str = "auto",
+        chunk_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.metric = as_choice(metric, "metric", METRICS)
+        self.normalize = bool(normalize)
+        self.backend = as_choice(backend, "backend", ("auto", "rust", "torch"))
+        self.chunk_size = check_chunk_size(chunk_size)
+
+    @torch.no_grad()
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        ref_emb: Tensor | None = None,
+        ref_labels: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        x = check_embeddings(embeddings)
+        lab = check_labels(labels, x)
+        if (ref_emb is None) != (ref_labels is None):
+            raise ValueError("ref_emb and ref_labels must be given together")
+        ref = rlab = None
+        if ref_emb is not None:
+            ref = check_embeddings(ref_emb, "ref_emb")
+            if ref.device != x.device:
+                raise ValueError(f"ref_emb is on {ref.device} but embeddings on {x.device}")
+            if ref.dtype != x.dtype:
+                raise TypeError(f"ref_emb is {ref.dtype} but embeddings are {x.dtype}")
+            if ref.shape[1] != x.shape[1]:
+                raise ValueError(
+                    f"ref_emb has {ref.shape[1]} features but embeddings have {x.shape[1]}"
+                )
+            rlab = check_labels(ref_labels, ref, "ref_labels", "ref_emb")
+            ref = _rows(ref, self.normalize)
+        path = resolve_backend(self.backend, x.device)
+        x = _rows(x, self.normalize)
+        if path == "rust":
+            pi, _, ni, _ = rust_batch_hard(x, lab, self.metric, ref, rlab)
+        else:
+            offset = 0 if ref is None else None
+            pi, ni = mine_batch_hard(x, lab, self.metric, ref, rlab, offset, self.chunk_size)
+        return hard_triplets(pi, ni)
+
+
+class SemiHardMiner(torch.nn.Module):
+    """FaceNet's semi-hard triplets: per positive pair (a, p) the nearest
+    negative n with ``d(a,p) < d(a,n) < d(a,p) + margin``.
+
+    ``fallback`` when none exists: ``"hardest"`` (nearest negative),
+    ``"easiest"`` (farthest, TF Addons) or ``"drop"``. Returns ``(a, p, n)``
+    int64 tensors, ordered by anchor then positive.
+    """
+
+    def __init__(
+        self,
+        margin: float = 0.2,
+        metric: str = "euclidean",
+        fallback: str = "hardest",
+        normalize: bool = False,
+        *,
+        backend: str = "auto",
+        chunk_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.margin = check_margin(margin)
+        self.metric = as_choice(metric, "metric", METRICS)
+        self.fallback = as_choice(fallback, "fallback", FALLBACKS)
+        self.normalize = bool(normalize)
+        self.backend = as_choice(backend, "backend", ("auto", "rust", "torch"))
+        self.chunk_size = check_chunk_size(chunk_size)
+
+    @torch.no_grad()
+    def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        x = check_embeddings(embeddings)
+        lab = check_labels(labels, x)
+        path = resolve_backend(self.backend, x.device)
+        x = _rows(x, self.normalize)
+        if path == "rust":
+            return rust_semi_hard(x, lab, self.margin, self.metric, self.fallback)
+        return mine_semi_hard(x, lab, self.margin, self.metric, self.fallback, self.chunk_size)
