@@ -10,6 +10,7 @@ pub mod cdist;
 pub mod error;
 pub mod exact;
 pub mod geometry;
+pub mod kcenter;
 mod kdtree;
 pub mod knn;
 pub mod loss;
@@ -28,6 +29,7 @@ pub use geometry::{
     class_hausdorff, diameter, directed_hausdorff, hardest_triplet, hausdorff, isometric_error,
     sup_displacement, Attained, ClassHausdorff, HardestTriplet,
 };
+pub use kcenter::{covering_radius, kcenter, CoveringRadius, KCenter};
 pub use knn::{knn, Knn};
 pub use loss::{triplet_margin_loss, LossOptions, LossOutput, Mining, Reduction};
 pub use metric::Metric;

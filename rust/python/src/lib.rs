@@ -405,6 +405,63 @@ fn pair_distances<'py>(
     })
 }
 
+#[pyfunction]
+#[pyo3(signature = (x, k, seeds, first))]
+fn kcenter<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    k: usize,
+    seeds: Option<&Bound<'py, PyAny>>,
+    first: usize,
+) -> PyResult<(Bound<'py, PyAny>, f64, usize)> {
+    by_dtype!(x, "X", |xa: F| {
+        let sa = seeds
+            .map(|o| {
+                o.extract::<PyReadonlyArray2<F>>().map_err(|_| {
+                    PyTypeError::new_err("seeds must be a 2-D numpy array of the same dtype as X")
+                })
+            })
+            .transpose()?;
+        let xm = matrix(&xa, "X")?;
+        let sm = sa.as_ref().map(|a| matrix(a, "seeds")).transpose()?;
+        let r = py
+            .detach(|| core::kcenter(&xm, k, sm.as_ref(), first))
+            .map_err(to_py)?;
+        Ok((
+            PyArray1::from_vec(py, r.indices).into_any(),
+            r.radius,
+            r.farthest,
+        ))
+    })
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, labels, proxies, proxy_labels))]
+fn covering_radius<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    labels: PyReadonlyArray1<'py, i64>,
+    proxies: &Bound<'py, PyAny>,
+    proxy_labels: PyReadonlyArray1<'py, i64>,
+) -> PyResult<ClassArrays<'py>> {
+    let lab = labels_slice(&labels, "labels")?;
+    let plab = labels_slice(&proxy_labels, "proxy_labels")?;
+    two_matrices!(x, "X", proxies, "proxies", |xm, pm| {
+        let r = py
+            .detach(|| core::covering_radius(&xm, lab, &pm, plab))
+            .map_err(to_py)?;
+        let values: Vec<f64> = r.per_class.iter().map(|h| h.value).collect();
+        let is: Vec<i64> = r.per_class.iter().map(|h| h.i as i64).collect();
+        let js: Vec<i64> = r.per_class.iter().map(|h| h.j as i64).collect();
+        Ok((
+            PyArray1::from_vec(py, r.classes).into_any(),
+            PyArray1::from_vec(py, values).into_any(),
+            PyArray1::from_vec(py, is).into_any(),
+            PyArray1::from_vec(py, js).into_any(),
+        ))
+    })
+}
+
 /// (width, direction, edge row i, edge row j, opposite row k).
 type WidthTuple = (f64, (f64, f64), usize, usize, usize);
 
@@ -439,6 +496,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(min_width_2d, m)?)?;
     m.add_function(wrap_pyfunction!(knn, m)?)?;
     m.add_function(wrap_pyfunction!(pair_distances, m)?)?;
+    m.add_function(wrap_pyfunction!(kcenter, m)?)?;
+    m.add_function(wrap_pyfunction!(covering_radius, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
