@@ -25,13 +25,16 @@ from .geometry import (
 )
 from .loss import triplet_margin_loss
 from .mining import BatchHardResult, SemiHardResult, batch_hard, semi_hard
+from .proxies import CoveringRadius, KCenterResult, covering_radius, kcenter
 
 __all__ = [
     "Attained",
     "BatchHardResult",
     "ClassHausdorffResult",
+    "CoveringRadius",
     "Displacement",
     "HardestTriplet",
+    "KCenterResult",
     "KnnResult",
     "RetrievalMetrics",
     "SemiHardResult",
@@ -40,11 +43,13 @@ __all__ = [
     "batch_hard",
     "cdist",
     "class_hausdorff",
+    "covering_radius",
     "diameter",
     "hardest_triplet",
     "hausdorff",
     "is_triplet_separated",
     "isometric_error",
+    "kcenter",
     "knn",
     "retrieval_metrics",
     "semi_hard",
