@@ -7,15 +7,47 @@ holds the N x N distance matrix. Semantics follow the NumPy API
 """
 
 from ._loss import TripletMarginLoss, triplet_margin_loss
+from .decomposition import (
+    DecomposedTripletLoss,
+    GradientComponents,
+    NCAWeights,
+    SCWeights,
+    SelectivelyContrastiveLoss,
+    TripletWeights,
+    combine_components,
+    mine_triplets,
+    triplet_gradient_components,
+)
 from .distributed import all_gather_with_grad
 from .memory import CrossBatchMemory
 from .miners import BatchHardMiner, SemiHardMiner
+from .proxies import MultiProxyLoss, ProximalRegularizer, RoundController
+from .sampler import (
+    RepresentativeBatchSampler,
+    RepresentativeTripletLoss,
+    representative_triplet_loss,
+)
 
 __all__ = [
     "BatchHardMiner",
     "CrossBatchMemory",
+    "DecomposedTripletLoss",
+    "GradientComponents",
+    "MultiProxyLoss",
+    "NCAWeights",
+    "ProximalRegularizer",
+    "RepresentativeBatchSampler",
+    "RepresentativeTripletLoss",
+    "RoundController",
+    "SCWeights",
+    "SelectivelyContrastiveLoss",
     "SemiHardMiner",
     "TripletMarginLoss",
+    "TripletWeights",
     "all_gather_with_grad",
+    "combine_components",
+    "mine_triplets",
+    "representative_triplet_loss",
+    "triplet_gradient_components",
     "triplet_margin_loss",
 ]
