@@ -357,6 +357,27 @@ def test_hausdorff_with_early_exit_across_many_blocks(kind):
     assert (got.i, got.j) == want[1:]
 
 
+@pytest.mark.parametrize("noise", [1e-2, 1e-4, 0.0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiled_hausdorff_of_noisy_copies_in_the_same_order(noise, dtype):
+    """The tiled path (d > 8) visits each block's home chunk first and retires
+    rows by the exact distance to a home candidate: copies in the same row
+    order, with duplicated rows (ties) and a copy with extra rows, must give
+    the brute force's value and pair."""
+    rng = np.random.default_rng(11)
+    n, d = 2300, 16
+    a = rng.standard_normal((n, d)) + 50.0  # far from the origin: wide tile bounds
+    a[1000:1010] = a[999]  # exact duplicates: ties for the lowest index
+    b = a + noise * rng.standard_normal((n, d))
+    b_longer = np.concatenate([b, rng.standard_normal((700, d)) + 50.0])
+    for x, y in ((a, b), (b, a), (a, b_longer), (b_longer, a)):
+        x, y = x.astype(dtype), y.astype(dtype)
+        got = tc.hausdorff(x, y, directed=True)
+        want = oracle_directed(x, y)
+        assert got.distance == pytest.approx(want[0], rel=1e-12, abs=1e-300)
+        assert (got.i, got.j) == want[1:]
+
+
 def test_hausdorff_same_for_any_thread_count():
     import json
     import os

@@ -614,10 +614,39 @@ fn nearest_for_max_impl<T: Real, const MR: usize, const NR: usize>(
             let len = r1 - r0;
             let mut states: Vec<RowState<T>> = (0..len).map(|_| RowState::new()).collect();
             let mut active = vec![true; len];
-            for &c in &order {
+            // The chunks at the block's own relative position go first: for two
+            // embeddings of the same points in the same order (a noisy copy) the
+            // nearest row is there, so the rows' bounds are tight from the start
+            // and most rows retire after one chunk. Only the order changes.
+            let home0 = (r0 * y.rows / n) / (NR * NN_CHUNK);
+            let home1 = ((r1 * y.rows).div_ceil(n))
+                .div_ceil(NR * NN_CHUNK)
+                .min(nchunks);
+            let home = home0..home1.max(home0 + 1).min(nchunks);
+            let visits = home
+                .clone()
+                .chain(order.iter().copied().filter(|c| !home.contains(c)));
+            // Exact distance to a candidate found in the home chunks: a tight
+            // upper bound where the tile bound is widened by rounding (tiny
+            // noise against large norms). A row is retired only when strictly
+            // below `lower`, computed by the same f64 formula, so it cannot tie.
+            let mut exact_ub = vec![f64::INFINITY; len];
+            for (step, c) in visits.enumerate() {
+                if step == home.len() {
+                    for (k, st) in states.iter().enumerate() {
+                        let nearest = st
+                            .neg
+                            .cands
+                            .iter()
+                            .min_by(|p, q| p.0.to_f64().total_cmp(&q.0.to_f64()));
+                        if let (false, Some(&(_, j))) = (st.neg.overflow, nearest) {
+                            exact_ub[k] = exact.d2(r0 + k, j as usize);
+                        }
+                    }
+                }
                 let lo = f64::from_bits(lower.load(Ordering::Relaxed));
-                for (a, st) in active.iter_mut().zip(&states) {
-                    *a &= st.neg.best.to_f64() >= lo;
+                for ((a, st), ub) in active.iter_mut().zip(&states).zip(&exact_ub) {
+                    *a &= st.neg.best.to_f64() >= lo && *ub >= lo;
                 }
                 if !active.iter().any(|&a| a) {
                     break;
