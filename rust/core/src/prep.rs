@@ -155,11 +155,16 @@ impl<'s> Transform<'s> {
         }
     }
 
+    /// Transforms one row into `out`, returning its squared norm. Without a
+    /// scale the division by 1 is skipped (same bits, far cheaper).
     #[inline]
-    fn apply<T: Real>(&self, row: &[T], norm: f64, out: &mut [T]) -> f64 {
+    fn apply<T: Real>(&self, row: &[T], norm: Option<f64>, out: &mut [T]) -> f64 {
         let mut norm2 = 0.0;
         for ((o, v), c) in out.iter_mut().zip(row).zip(&self.center) {
-            let t = T::from_f64((v.to_f64() - c) / norm);
+            let t = match norm {
+                Some(s) => T::from_f64((v.to_f64() - c) / s),
+                None => T::from_f64(v.to_f64() - c),
+            };
             *o = t;
             norm2 += t.to_f64() * t.to_f64();
         }
@@ -240,32 +245,34 @@ pub fn prepare_anchors<T: Real>(
 ) -> Result<Anchors<T>> {
     let (n, d) = (x.rows, x.cols);
     let padded = n.div_ceil(mr) * mr;
-    let mut rows = vec![T::ZERO; padded * d];
+    // Transformed straight into the packed layout (one pass, one buffer).
+    let mut packed = vec![T::ZERO; padded * d];
     let mut norms = vec![T::ZERO; padded];
-    let max = rows
-        .par_chunks_mut(d)
-        .zip(norms.par_iter_mut())
+    let max = packed
+        .par_chunks_mut(mr * d)
+        .zip(norms.par_chunks_mut(mr))
         .enumerate()
-        .take(n)
-        .map(|(i, (out, nrm))| {
-            let s = tf.norms_x.map_or(1.0, |s| s[i]);
-            let n2 = tf.apply(x.row(i), s, out);
-            *nrm = T::from_f64(n2);
-            n2
-        })
+        .map_init(
+            || vec![T::ZERO; d],
+            |buf, (g, (out, nrm))| {
+                let mut m = 0.0f64;
+                for (r, nrm) in nrm.iter_mut().enumerate() {
+                    let i = g * mr + r;
+                    if i >= n {
+                        break;
+                    }
+                    let n2 = tf.apply(x.row(i), tf.norms_x.map(|s| s[i]), buf);
+                    for (k, v) in buf.iter().enumerate() {
+                        out[k * mr + r] = *v;
+                    }
+                    *nrm = T::from_f64(n2);
+                    m = m.max(n2);
+                }
+                m
+            },
+        )
         .reduce(|| 0.0, f64::max);
     check_magnitude::<T>(max, arg)?;
-    let mut packed = vec![T::ZERO; padded * d];
-    packed
-        .par_chunks_mut(mr * d)
-        .zip(rows.par_chunks(mr * d))
-        .for_each(|(out, group)| {
-            for (r, row) in group.chunks_exact(d).enumerate() {
-                for (k, v) in row.iter().enumerate() {
-                    out[k * mr + r] = *v;
-                }
-            }
-        });
     Ok(Anchors {
         rows: packed,
         norms,
@@ -296,25 +303,26 @@ pub fn prepare_panels<T: Real>(
         .zip(plabels.par_chunks_mut(nr))
         .zip(max_norm.par_iter_mut())
         .enumerate()
-        .for_each(|(p, (((panel, pn), pl), pmax))| {
-            let mut buf = vec![T::ZERO; d];
-            let mut m = 0.0f64;
-            for c in 0..nr {
-                let j = p * nr + c;
-                if j >= n {
-                    break;
+        .for_each_init(
+            || vec![T::ZERO; d],
+            |buf, (p, (((panel, pn), pl), pmax))| {
+                let mut m = 0.0f64;
+                for c in 0..nr {
+                    let j = p * nr + c;
+                    if j >= n {
+                        break;
+                    }
+                    let n2 = tf.apply(y.row(j), scales.map(|s| s[j]), buf);
+                    for (k, v) in buf.iter().enumerate() {
+                        panel[k * nr + c] = *v;
+                    }
+                    pn[c] = T::from_f64(n2);
+                    pl[c] = labels.get(j).copied().unwrap_or(0);
+                    m = m.max(n2);
                 }
-                let s = scales.map_or(1.0, |s| s[j]);
-                let n2 = tf.apply(y.row(j), s, &mut buf);
-                for (k, v) in buf.iter().enumerate() {
-                    panel[k * nr + c] = *v;
-                }
-                pn[c] = T::from_f64(n2);
-                pl[c] = labels.get(j).copied().unwrap_or(0);
-                m = m.max(n2);
-            }
-            *pmax = T::from_f64(m);
-        });
+                *pmax = T::from_f64(m);
+            },
+        );
     let max = max_norm.iter().map(|v| v.to_f64()).fold(0.0, f64::max);
     check_magnitude::<T>(max, arg)?;
     Ok(Panels {
