@@ -4,6 +4,7 @@
 use crate::metric::Metric;
 use crate::prep::Matrix;
 use crate::real::Real;
+use crate::tile::has_avx2_fma;
 
 /// Exact distances between rows of `x` and rows of `y` (possibly the same).
 pub struct Exact<'a, T> {
@@ -20,6 +21,23 @@ impl<'a, T: Real> Exact<'a, T> {
     /// `d2(i, j)` on (X, X) equals `d2(j, i)`.
     #[inline]
     pub fn d2(&self, i: usize, j: usize) -> f64 {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the CPU supports AVX2 (checked at run time).
+            return unsafe { self.d2_avx2(i, j) };
+        }
+        self.d2_impl(i, j)
+    }
+
+    /// The same operations in the same order on wider registers: same bits.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn d2_avx2(&self, i: usize, j: usize) -> f64 {
+        self.d2_impl(i, j)
+    }
+
+    #[inline(always)]
+    fn d2_impl(&self, i: usize, j: usize) -> f64 {
         let (a, b) = (self.x.row(i), self.y.row(j));
         let mut acc = [0.0f64; 4];
         match (self.nx, self.ny) {
@@ -27,7 +45,7 @@ impl<'a, T: Real> Exact<'a, T> {
                 let (s, t) = (nx[i], ny[j]);
                 sq_diff_sum(a, b, &mut acc, |u, v| u.to_f64() / s - v.to_f64() / t)
             }
-            _ => return diff_sq_sum(a, b),
+            _ => sq_diff_sum(a, b, &mut acc, |u, v| u.to_f64() - v.to_f64()),
         }
         (acc[0] + acc[2]) + (acc[1] + acc[3])
     }
@@ -40,10 +58,17 @@ impl<'a, T: Real> Exact<'a, T> {
     /// Adds `coef * d dist(i, j) / d x_i` to `out` (length d). The
     /// Euclidean derivative at distance 0 is taken as 0.
     pub fn add_grad(&self, i: usize, j: usize, coef: f64, out: &mut [f64]) {
+        let d2 = (self.metric == Metric::Euclidean).then(|| self.d2(i, j));
+        self.add_grad_d2(i, j, coef, d2, out)
+    }
+
+    /// `add_grad` given `d2(i, j)` (needed for Euclidean only; callers reuse
+    /// the value of `d2(j, i)`, the same bits).
+    pub fn add_grad_d2(&self, i: usize, j: usize, coef: f64, d2: Option<f64>, out: &mut [f64]) {
         let (a, b) = (self.x.row(i), self.y.row(j));
         match self.metric {
             Metric::Euclidean => {
-                let dist = self.d2(i, j).sqrt();
+                let dist = d2.unwrap_or_else(|| self.d2(i, j)).sqrt();
                 if dist > 0.0 {
                     let c = coef / dist;
                     for ((o, u), v) in out.iter_mut().zip(a).zip(b) {

@@ -177,20 +177,24 @@ fn scaled_loss<T: Real>(
     match opts.mining {
         Mining::BatchHard => {
             let bh = batch_hard(x, labels, None, metric)?;
+            // Each exact squared distance once: for the loss and the gradient.
+            let mut d2s = Vec::with_capacity(x.rows);
             let ts: Vec<Triplet> = (0..x.rows)
                 .filter(|&a| bh.pos_idx[a] >= 0 && bh.neg_idx[a] >= 0)
                 .map(|a| {
                     let (p, n) = (bh.pos_idx[a] as usize, bh.neg_idx[a] as usize);
+                    let (ap, an) = (exact.d2(a, p), exact.d2(a, n));
+                    d2s.push((ap, an));
                     Triplet {
                         a: a as u32,
                         p: p as u32,
                         n: n as u32,
-                        dap: exact.dist(a, p) * f,
-                        dan: exact.dist(a, n) * f,
+                        dap: metric.from_d2(ap) * f,
+                        dan: metric.from_d2(an) * f,
                     }
                 })
                 .collect();
-            Ok(explicit_loss(&exact, &ts, opts))
+            Ok(explicit_loss(&exact, &ts, Some(&d2s), opts))
         }
         Mining::SemiHard => {
             let mut ts = mine(&exact, &codes, opts.margin / f, opts.fallback);
@@ -198,13 +202,19 @@ fn scaled_loss<T: Real>(
                 t.dap *= f;
                 t.dan *= f;
             }
-            Ok(explicit_loss(&exact, &ts, opts))
+            Ok(explicit_loss(&exact, &ts, None, opts))
         }
         Mining::BatchAll => batch_all_loss(x, &exact, &codes, opts, f),
     }
 }
 
-fn explicit_loss<T: Real>(exact: &Exact<T>, ts: &[Triplet], opts: LossOptions) -> LossOutput<T> {
+/// `d2s`: the triplets' exact `(d2(a, p), d2(a, n))` where already known.
+fn explicit_loss<T: Real>(
+    exact: &Exact<T>,
+    ts: &[Triplet],
+    d2s: Option<&[(f64, f64)]>,
+    opts: LossOptions,
+) -> LossOutput<T> {
     let (n, d) = (exact.x.rows, exact.x.cols);
     let terms: Vec<(f64, f64)> = ts
         .iter()
@@ -220,12 +230,27 @@ fn explicit_loss<T: Real>(exact: &Exact<T>, ts: &[Triplet], opts: LossOptions) -
         }
         v
     });
-    // Gradient terms (row acted on, other row, weight on d(row, other)).
-    let mut entries: Vec<(u32, u32, f64)> = Vec::with_capacity(4 * ts.len());
-    for (t, &(_, g)) in ts.iter().zip(&terms) {
+    // Gradient terms (row acted on, other row, weight on d(row, other), and
+    // the pair's squared distance where the metric's gradient needs it).
+    let need_d2 = exact.metric == Metric::Euclidean;
+    let mut entries: Vec<(u32, u32, f64, Option<f64>)> = Vec::with_capacity(4 * ts.len());
+    for (k, (t, &(_, g))) in ts.iter().zip(&terms).enumerate() {
         if g != 0.0 {
             let g = g * scale;
-            entries.extend([(t.a, t.p, g), (t.p, t.a, g), (t.a, t.n, -g), (t.n, t.a, -g)]);
+            let (ap, an) = match (need_d2, d2s) {
+                (false, _) => (None, None),
+                (true, Some(v)) => (Some(v[k].0), Some(v[k].1)),
+                (true, None) => {
+                    let (a, p, n) = (t.a as usize, t.p as usize, t.n as usize);
+                    (Some(exact.d2(a, p)), Some(exact.d2(a, n)))
+                }
+            };
+            entries.extend([
+                (t.a, t.p, g, ap),
+                (t.p, t.a, g, ap),
+                (t.a, t.n, -g, an),
+                (t.n, t.a, -g, an),
+            ]);
         }
     }
     // Stable counting sort by row, so every row sums its terms in one order.
@@ -237,9 +262,9 @@ fn explicit_loss<T: Real>(exact: &Exact<T>, ts: &[Triplet], opts: LossOptions) -
         start[i + 1] += start[i];
     }
     let mut fill = start.clone();
-    let mut sorted = vec![(0u32, 0.0f64); entries.len()];
+    let mut sorted = vec![(0u32, 0.0f64, None); entries.len()];
     for e in &entries {
-        sorted[fill[e.0 as usize]] = (e.1, e.2);
+        sorted[fill[e.0 as usize]] = (e.1, e.2, e.3);
         fill[e.0 as usize] += 1;
     }
     let mut grad = vec![T::ZERO; n * d];
@@ -247,8 +272,8 @@ fn explicit_loss<T: Real>(exact: &Exact<T>, ts: &[Triplet], opts: LossOptions) -
         || vec![0.0f64; d],
         |buf, (i, out)| {
             buf.fill(0.0);
-            for &(j, w) in &sorted[start[i]..start[i + 1]] {
-                exact.add_grad(i, j as usize, w, buf);
+            for &(j, w, d2) in &sorted[start[i]..start[i + 1]] {
+                exact.add_grad_d2(i, j as usize, w, d2, buf);
             }
             for (o, v) in out.iter_mut().zip(buf.iter()) {
                 *o = T::from_f64(*v);
