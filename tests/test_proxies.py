@@ -214,6 +214,22 @@ def test_proximal_regularizer():
     # Snapshot from a saved state.
     reg.snapshot(prev)
     torch.testing.assert_close(reg(), want)
+
+    # gradcheck through a wrapper whose parameters functional_call swaps in.
+    class Wrapper(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self):
+            return reg()
+
+    w0 = (model[2].weight.detach() + 0.3).requires_grad_()
+    swapped = functional_call(Wrapper(), {"inner.2.weight": w0}, ())
+    assert float(swapped.detach()) != float(reg().detach())  # the swap reaches reg()
+    assert torch.autograd.gradcheck(
+        lambda w: functional_call(Wrapper(), {"inner.2.weight": w}, ()), (w0,)
+    )
     with pytest.raises(ValueError, match="lam"):
         tt.ProximalRegularizer(model, lam=-1.0)
     with pytest.raises(TypeError, match="nn.Module"):
