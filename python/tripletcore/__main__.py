@@ -1,0 +1,7 @@
+"""``python -m tripletcore``: the same command line as ``tripletcore``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,591 @@
+"""``tripletcore demo``: batch-hard training of a small embedding network on
+scikit-learn's handwritten digits, with retrieval metrics and collapse
+diagnostics as it trains, and a report folder of plots and a summary.
+
+Needs the ``demo`` extra (torch, scikit-learn, matplotlib, tqdm). The digits
+ship inside scikit-learn: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import __version__
+from .analysis import collapse_indicators, has_triplet
+from .evaluation import retrieval_metrics
+from .geometry import hardest_triplet
+
+if TYPE_CHECKING:
+    import torch
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+MINING = ("batch_hard", "semi_hard", "batch_all")
+TEST_FRACTION = 0.3
+
+
+class DemoError(Exception):
+    """A problem the user can fix (a missing extra, a bad option)."""
+
+
+@dataclass
+class DemoConfig:
+    mining: str = "batch_hard"
+    batch_size: int = 80  # P x K = 10 classes x 8
+    embedding_dim: int = 32
+    epochs: int = 800
+    steps: int | None = None  # overrides epochs
+    eval_every: float | None = None  # epochs; None: about 32 evaluations
+    margin: float = 0.2
+    lr: float = 1e-3
+    hidden: int = 256
+    seed: int = 0
+    threads: int = 1
+    out: Path = Path("tripletcore-demo-report")
+    progress: bool = True
+
+
+QUICK = {"epochs": 6, "eval_every": 2.0}
+
+
+@dataclass
+class Snapshot:
+    """Test-set measures after ``step`` training steps (0: at initialisation)."""
+
+    step: int
+    epoch: float
+    seconds: float  # training time so far, evaluations excluded
+    train_loss: float  # mean training loss since the previous snapshot (NaN at step 0)
+    batch_hardest: float  # hardest-triplet value of the last training batch
+    recall_at_1: float
+    recall_at: dict[str, float]
+    map_at_r: float
+    r_precision: float
+    nmi: float
+    hardest: float  # hardest-triplet value L on the test set (eq. 38)
+    hardest_triplet: tuple[int, int, int]
+    iso_lower: float  # d_iso(f, F_TS) >= max(0, L) / 2
+    spread: float
+    effective_rank: float
+    effective_rank_frac: float
+    at_margin: float
+
+
+@dataclass
+class DemoResult:
+    config: dict[str, Any]
+    data: dict[str, Any]
+    before: Snapshot
+    after: Snapshot
+    history: list[Snapshot] = field(default_factory=list)
+    seconds_total: float = 0.0
+    seconds_train: float = 0.0
+    files: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- dependencies
+
+
+def _need(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise DemoError(
+            f"the demo needs {module.split('.')[0]} ({e}); install the extra: "
+            "pip install 'tripletcore[demo]'"
+        ) from None
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass
+class Digits:
+    """Images as 8 x 8 arrays scaled to [0, 1]; a stratified split."""
+
+    train_images: F32
+    train_labels: I64
+    test_images: F32
+    test_labels: I64
+    mean: F32  # per-pixel training mean, subtracted before the network
+    scale: float  # one global training standard deviation
+
+
+def load_digits(seed: int) -> Digits:
+    datasets = _need("sklearn.datasets")
+    bunch = datasets.load_digits()
+    images = np.asarray(bunch.images, dtype=np.float32) / 16.0
+    labels = np.asarray(bunch.target, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == c))
+        test[rows[: round(TEST_FRACTION * len(rows))]] = True
+    train_images = images[~test]
+    mean = train_images.mean(axis=0)
+    scale = float((train_images - mean).std())
+    return Digits(train_images, labels[~test], images[test], labels[test], mean, scale)
+
+
+def features(d: Digits, images: F32) -> F32:
+    return np.asarray(((images - d.mean) / d.scale).reshape(len(images), -1), dtype=np.float32)
+
+
+def augment(images: F32, rng: np.random.Generator) -> F32:
+    """Shift each image by up to one pixel (zero padding: the digits'
+    background) and add a little noise, so repeated rows of a class differ."""
+    b = len(images)
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1)))
+    dy = rng.integers(0, 3, size=b)
+    dx = rng.integers(0, 3, size=b)
+    r = (dy[:, None] + np.arange(8))[:, :, None]
+    c = (dx[:, None] + np.arange(8))[:, None, :]
+    out = padded[np.arange(b)[:, None, None], r, c]
+    noise = rng.normal(0.0, 0.05, size=out.shape).astype(np.float32)
+    return np.asarray(out + noise, dtype=np.float32)
+
+
+def pk_batch(labels: I64, size: int, rng: np.random.Generator) -> I64:
+    """Row indices of a P x K batch of exactly ``size`` rows: P = min(#classes,
+    size // 2) random classes (so K >= 2, every anchor has a positive), the
+    rows shared out evenly; drawn without replacement while a class has rows."""
+    classes = np.unique(labels)
+    p = max(2, min(len(classes), size // 2))
+    chosen = rng.choice(classes, p, replace=False)
+    counts = np.full(p, size // p)
+    counts[: size % p] += 1
+    rows = []
+    for c, k in zip(chosen, counts, strict=True):
+        pool = np.flatnonzero(labels == c)
+        rows.append(rng.choice(pool, int(k), replace=bool(k > len(pool))))
+    return np.concatenate(rows).astype(np.int64)
+
+
+# ---------------------------------------------------------------- model
+
+
+def make_model(cfg: DemoConfig) -> torch.nn.Module:
+    import torch
+
+    class Embedder(torch.nn.Module):
+        """64 -> hidden -> hidden -> embedding_dim, outputs L2-normalised
+        (as FaceNet): the embeddings live on the unit sphere."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Sequential(
+                torch.nn.Linear(64, cfg.hidden),
+                torch.nn.ReLU(),
+                torch.nn.Linear(cfg.hidden, cfg.hidden),
+                torch.nn.ReLU(),
+                torch.nn.Linear(cfg.hidden, cfg.embedding_dim),
+            )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.normalize(self.body(x), dim=1)
+
+    return Embedder()
+
+
+def embed(model: torch.nn.Module, x: F32) -> F64:
+    import torch
+
+    with torch.no_grad():
+        out = model(torch.from_numpy(x))
+    return np.asarray(out.numpy(), dtype=np.float64)
+
+
+# ---------------------------------------------------------------- measures
+
+
+def snapshot(
+    emb: F64,
+    labels: I64,
+    *,
+    step: int,
+    epoch: float,
+    seconds: float,
+    train_loss: float,
+    batch_hardest: float,
+    margin: float,
+) -> Snapshot:
+    m = retrieval_metrics(emb, labels)
+    h = hardest_triplet(emb, labels)
+    c = collapse_indicators(emb, labels, margin)
+    return Snapshot(
+        step=step,
+        epoch=epoch,
+        seconds=seconds,
+        train_loss=train_loss,
+        batch_hardest=batch_hardest,
+        recall_at_1=m.recall_at[1],
+        recall_at={str(k): v for k, v in m.recall_at.items()},
+        map_at_r=m.map_at_r,
+        r_precision=m.r_precision,
+        nmi=m.nmi,
+        hardest=h.value,
+        hardest_triplet=(h.anchor, h.positive, h.negative),
+        iso_lower=max(0.0, h.value) / 2.0,
+        spread=c["spread"],
+        effective_rank=c["effective_rank"],
+        effective_rank_frac=c["effective_rank_frac"],
+        at_margin=c["at_margin"],
+    )
+
+
+def snapshot_line(s: Snapshot, dim: int) -> str:
+    loss = "   -  " if math.isnan(s.train_loss) else f"{s.train_loss:.4f}"
+    batch = "  -   " if math.isnan(s.batch_hardest) else f"{s.batch_hardest:+.3f}"
+    return (
+        f"epoch {s.epoch:6.1f} | loss {loss} | R@1 {s.recall_at_1:.3f} MAP@R {s.map_at_r:.3f}"
+        f" | L {s.hardest:+.3f} (d_iso >= {s.iso_lower:.3f}) batch L {batch}"
+        f" | spread {s.spread:.3f} erank {s.effective_rank:.1f}/{dim}"
+        f" at-margin {s.at_margin:.2f}"
+    )
+
+
+# ---------------------------------------------------------------- training
+
+
+def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
+    """Train, measure, write the report folder; returns what was measured."""
+    check_config(cfg)
+    t_start = time.perf_counter()
+    torch = _need("torch")
+    tqdm = _need("tqdm").tqdm
+    import tripletcore.torch as tt
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    data = load_digits(cfg.seed)
+    x_test = features(data, data.test_images)
+    n_train = len(data.train_labels)
+    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+    total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
+    epochs = total / steps_per_epoch
+    every = cfg.eval_every if cfg.eval_every is not None else max(1.0, epochs / 32)
+    eval_steps = max(1, round(every * steps_per_epoch))
+
+    model = make_model(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    # batch-all averages over the triplets that still violate the margin (as
+    # PML): a plain mean over all of them vanishes as most become easy.
+    reduction = "mean_nonzero" if cfg.mining == "batch_all" else "mean"
+    loss_fn = tt.TripletMarginLoss(margin=cfg.margin, mining=cfg.mining, reduction=reduction)
+    p = max(2, min(10, cfg.batch_size // 2))
+    say(
+        f"digits: {len(data.train_labels) + len(data.test_labels)} 8x8 images, 10 classes; "
+        f"train {n_train} / test {len(data.test_labels)} (seed {cfg.seed})"
+    )
+    say(
+        f"model: MLP 64-{cfg.hidden}-{cfg.hidden}-{cfg.embedding_dim}, L2-normalised; "
+        f"loss: {cfg.mining} margin {cfg.margin} ({reduction}); batches {cfg.batch_size} "
+        f"rows = {p} classes x ~{cfg.batch_size / p:.3g}; {total} steps ({epochs:.3g} epochs); "
+        f"torch threads {torch.get_num_threads()}"
+    )
+
+    emb0 = embed(model, x_test)
+    before = snapshot(
+        emb0,
+        data.test_labels,
+        step=0,
+        epoch=0.0,
+        seconds=0.0,
+        train_loss=math.nan,
+        batch_hardest=math.nan,
+        margin=cfg.margin,
+    )
+    history = [before]
+    say("before: " + snapshot_line(before, cfg.embedding_dim))
+    bar = tqdm(total=total, unit="step", disable=None if cfg.progress else True, leave=False)
+    write = bar.write if cfg.progress else say
+    train_seconds, losses = 0.0, []
+    batch_l = math.nan
+    for step in range(1, total + 1):
+        t0 = time.perf_counter()
+        rows = pk_batch(data.train_labels, cfg.batch_size, rng)
+        xb = torch.from_numpy(features(data, augment(data.train_images[rows], rng)))
+        yb = torch.from_numpy(data.train_labels[rows])
+        emb = model(xb)
+        loss = loss_fn(emb, yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        train_seconds += time.perf_counter() - t0
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", refresh=False)
+        if step % eval_steps == 0 or step == total:
+            yb_np = data.train_labels[rows]
+            if has_triplet(yb_np):
+                batch_l = hardest_triplet(emb.detach().numpy(), yb_np).value
+            s = snapshot(
+                embed(model, x_test),
+                data.test_labels,
+                step=step,
+                epoch=step / steps_per_epoch,
+                seconds=train_seconds,
+                train_loss=float(np.mean(losses)),
+                batch_hardest=batch_l,
+                margin=cfg.margin,
+            )
+            losses = []
+            history.append(s)
+            write(snapshot_line(s, cfg.embedding_dim))
+    bar.close()
+    after = history[-1]
+    emb1 = embed(model, x_test)
+    say("after:  " + snapshot_line(after, cfg.embedding_dim))
+    say(
+        f"Recall@1 {before.recall_at_1:.4f} -> {after.recall_at_1:.4f}, "
+        f"MAP@R {before.map_at_r:.4f} -> {after.map_at_r:.4f} "
+        f"(test set, {len(data.test_labels)} queries); training {train_seconds:.1f} s"
+    )
+    result = DemoResult(
+        config={**asdict(cfg), "out": str(cfg.out), "reduction": reduction},
+        data={
+            "dataset": "sklearn.datasets.load_digits",
+            "train": n_train,
+            "test": len(data.test_labels),
+            "steps": total,
+            "steps_per_epoch": steps_per_epoch,
+            "classes_per_batch": p,
+        },
+        before=before,
+        after=after,
+        history=history,
+        seconds_train=train_seconds,
+    )
+    result.files = write_report(result, emb0, emb1, data.test_labels, cfg.out)
+    result.seconds_total = time.perf_counter() - t_start
+    # rewrite the JSON with the final wall time
+    (cfg.out / "summary.json").write_text(json.dumps(_jsonable(result), indent=2) + "\n")
+    say(f"report: {cfg.out}/ ({', '.join(result.files)}); total {result.seconds_total:.1f} s")
+    return result
+
+
+def check_config(cfg: DemoConfig) -> None:
+    if cfg.mining not in MINING:
+        raise DemoError(f"--mining must be one of {', '.join(MINING)}, got {cfg.mining!r}")
+    positive = {
+        "--batch-size": cfg.batch_size >= 4,
+        "--embedding-dim": cfg.embedding_dim >= 1,
+        "--epochs": cfg.epochs >= 1,
+        "--steps": cfg.steps is None or cfg.steps >= 1,
+        "--eval-every": cfg.eval_every is None or cfg.eval_every > 0,
+        "--threads": cfg.threads >= 1,
+        "--hidden": cfg.hidden >= 1,
+        "--lr": cfg.lr > 0 and math.isfinite(cfg.lr),
+        "--margin": cfg.margin >= 0 and math.isfinite(cfg.margin),
+    }
+    for flag, ok in positive.items():
+        if not ok:
+            low = "4" if flag == "--batch-size" else "0" if flag == "--margin" else "positive"
+            raise DemoError(f"{flag} must be {'>= ' + low if low != 'positive' else low}")
+    if cfg.out.exists() and not cfg.out.is_dir():
+        raise DemoError(f"--out {cfg.out} exists and is not a folder")
+
+
+# ---------------------------------------------------------------- report
+
+
+def _jsonable(r: DemoResult) -> dict[str, Any]:
+    d = asdict(r)
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    d["versions"] = {
+        "tripletcore": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": importlib.import_module("torch").__version__,
+    }
+    d["command"] = "tripletcore demo " + " ".join(sys.argv[2:]) if _is_cli() else None
+    return {k: clean(v) for k, v in d.items()}
+
+
+def _is_cli() -> bool:
+    return len(sys.argv) > 1 and sys.argv[1] == "demo"
+
+
+def write_report(r: DemoResult, emb0: F64, emb1: F64, labels: I64, out: Path) -> list[str]:
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "test_embeddings.npy", emb1.astype(np.float32))
+    np.save(out / "test_embeddings_init.npy", emb0.astype(np.float32))
+    np.save(out / "test_labels.npy", labels)
+    (out / "summary.json").write_text(json.dumps(_jsonable(r), indent=2) + "\n")
+    (out / "summary.md").write_text(markdown(r, out))
+    plot_training(r, out / "training.png")
+    plot_embeddings(emb0, emb1, labels, r, out / "embeddings.png")
+    return [
+        "summary.md",
+        "summary.json",
+        "training.png",
+        "embeddings.png",
+        "test_embeddings.npy",
+        "test_embeddings_init.npy",
+        "test_labels.npy",
+    ]
+
+
+def markdown(r: DemoResult, out: Path) -> str:
+    c, b, a = r.config, r.before, r.after
+    rows = [
+        ("Recall@1", b.recall_at_1, a.recall_at_1),
+        ("Recall@2", b.recall_at["2"], a.recall_at["2"]),
+        ("MAP@R", b.map_at_r, a.map_at_r),
+        ("R-precision", b.r_precision, a.r_precision),
+        ("NMI (k-means)", b.nmi, a.nmi),
+        ("hardest triplet L (test)", b.hardest, a.hardest),
+        ("d_iso(f, F_TS) >= L/2", b.iso_lower, a.iso_lower),
+        ("spread (mean distance to centroid)", b.spread, a.spread),
+        ("effective rank", b.effective_rank, a.effective_rank),
+        ("anchors at the margin", b.at_margin, a.at_margin),
+    ]
+    table = "\n".join(f"| {name} | {x:.4f} | {y:.4f} |" for name, x, y in rows)
+    hist = "\n".join(
+        f"| {s.epoch:.1f} | {s.step} | {_num(s.train_loss)} | {s.recall_at_1:.4f} | "
+        f"{s.map_at_r:.4f} | {s.hardest:+.4f} | {s.iso_lower:.4f} | {s.spread:.4f} | "
+        f"{s.effective_rank:.2f} | {s.at_margin:.3f} |"
+        for s in r.history
+    )
+    return f"""# tripletcore demo report
+
+Digits (scikit-learn, {r.data["train"]} train / {r.data["test"]} test images), MLP
+64-{c["hidden"]}-{c["hidden"]}-{c["embedding_dim"]} with L2-normalised outputs, trained with
+`tripletcore.torch.TripletMarginLoss(margin={c["margin"]}, mining="{c["mining"]}",
+reduction="{c["reduction"]}")` on P x K batches of {c["batch_size"]} rows for
+{r.data["steps"]} steps (seed {c["seed"]}); training took {r.seconds_train:.1f} s,
+the whole run {r.seconds_total:.1f} s. All measures are on the test set.
+
+| measure | before | after |
+|---|---:|---:|
+{table}
+
+L is the hardest-triplet value `sup d(a,p) - d(a,n)` (eq. 38): L <= 0 means the
+test embedding is Triplet-Separated, and any Triplet-Separated embedding is at
+least `max(0, L)/2` away in the isometric error `d_iso`. A spread and an
+effective rank that keep falling while the loss sits near the margin are the
+signs of collapse (try `--batch-size 1000 --embedding-dim 2`).
+
+## During training
+
+| epoch | step | train loss | Recall@1 | MAP@R | L | L/2 | spread | eff. rank | at margin |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+{hist}
+
+![training](training.png)
+
+![embeddings](embeddings.png)
+
+Analyse the saved test embeddings further, against the untrained network's:
+
+```bash
+tripletcore analyze {out}/test_embeddings.npy {out}/test_labels.npy \\
+    --compare {out}/test_embeddings_init.npy --plots {out}/analysis
+```
+"""
+
+
+def _num(v: float) -> str:
+    return "-" if math.isnan(v) else f"{v:.4f}"
+
+
+def plot_training(r: DemoResult, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    h = r.history
+    ep = [s.epoch for s in h]
+    fig = Figure(figsize=(11, 7.5), layout="constrained")
+    ax = fig.subplots(2, 2)
+    ax[0, 0].plot(ep[1:], [s.train_loss for s in h[1:]], "o-", color="C0")
+    ax[0, 0].axhline(r.config["margin"], color="grey", ls=":", label="margin")
+    ax[0, 0].set(title="training loss (mean between evaluations)", xlabel="epoch")
+    ax[0, 0].legend()
+    ax[0, 1].plot(ep, [s.recall_at_1 for s in h], "o-", label="Recall@1")
+    ax[0, 1].plot(ep, [s.map_at_r for s in h], "s-", label="MAP@R")
+    ax[0, 1].set(title="test retrieval", xlabel="epoch", ylim=(0, 1.02))
+    ax[0, 1].legend()
+    ax[1, 0].plot(ep, [s.hardest for s in h], "o-", label="hardest triplet L (test)")
+    ax[1, 0].plot(ep, [s.iso_lower for s in h], "s-", label="d_iso(f, F_TS) >= max(0, L)/2")
+    ax[1, 0].plot(ep[1:], [s.batch_hardest for s in h[1:]], "^-", label="L of a training batch")
+    ax[1, 0].axhline(0.0, color="grey", ls=":")
+    ax[1, 0].set(title="Triplet-Separation", xlabel="epoch")
+    ax[1, 0].legend()
+    ax[1, 1].plot(ep, [s.spread for s in h], "o-", label="spread (mean dist. to centroid)")
+    ax[1, 1].plot(ep, [s.effective_rank_frac for s in h], "s-", label="effective rank / d")
+    ax[1, 1].plot(ep, [s.at_margin for s in h], "^-", label="anchors at the margin")
+    ax[1, 1].set(title="collapse indicators (test)", xlabel="epoch", ylim=(0, None))
+    ax[1, 1].legend()
+    c = r.config
+    fig.suptitle(
+        f"digits, {c['mining']}, batch {c['batch_size']}, embedding dim {c['embedding_dim']}"
+    )
+    fig.savefig(path, dpi=100)
+
+
+def pca2(x: F64) -> F64:
+    """The rows projected on their first two principal axes (zero-padded in 1-D)."""
+    xc = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(xc, full_matrices=False)
+    out = xc @ vt[:2].T
+    if out.shape[1] < 2:
+        out = np.hstack([out, np.zeros((len(out), 2 - out.shape[1]))])
+    return np.asarray(out, dtype=np.float64)
+
+
+def plot_embeddings(emb0: F64, emb1: F64, labels: I64, r: DemoResult, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 5), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, e, s, title in (
+        (axes[0], emb0, r.before, "before training"),
+        (axes[1], emb1, r.after, "after training"),
+    ):
+        z = pca2(e)
+        sc = ax.scatter(z[:, 0], z[:, 1], c=labels, cmap="tab10", s=9, vmin=-0.5, vmax=9.5)
+        a, p, n = s.hardest_triplet
+        ax.plot(z[[a, p], 0], z[[a, p], 1], "k-", lw=1.5)
+        ax.plot(z[[a, n], 0], z[[a, n], 1], "r--", lw=1.5)
+        ax.set(
+            title=f"{title}: Recall@1 {s.recall_at_1:.3f}, MAP@R {s.map_at_r:.3f}",
+            xlabel="PC 1",
+            ylabel="PC 2",
+        )
+        ax.set_aspect("equal", adjustable="datalim")
+    fig.colorbar(sc, ax=axes, ticks=range(10), label="digit")
+    fig.suptitle("test embeddings (PCA); hardest triplet: a-p black, a-n red dashed")
+    fig.savefig(path, dpi=100)
+
+
+def set_thread_policy() -> None:
+    """torch's OpenMP threads spin after each operation and can take the
+    cores from the Rust kernels' threads (docs/torch.md): ask for a passive
+    wait before torch is imported, unless the user chose otherwise."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
