@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 import tripletcore as tc
+from tripletcore.demo import pk_batch
 from tripletcore.theory import nearest_triplet_separated
 
 F64 = npt.NDArray[np.float64]
@@ -132,16 +133,7 @@ def sample_batch(
     drawn without replacement while the class has rows left. Augmentation (a
     random shift of up to one pixel and a little noise) keeps repeats distinct
     when a batch is larger than a class."""
-    classes = np.unique(data.y_train)
-    p = max(2, min(len(classes), size // 2))
-    chosen = rng.choice(classes, p, replace=False)
-    counts = np.full(p, size // p)
-    counts[: size % p] += 1
-    rows = []
-    for c, k in zip(chosen, counts, strict=True):
-        pool = np.flatnonzero(data.y_train == c)
-        rows.append(rng.choice(pool, k, replace=bool(k > len(pool))))
-    idx = np.concatenate(rows)
+    idx = pk_batch(data.y_train, size, rng)
     x = data.x_train[idx]
     if augment:
         x = _augment(x, data.image_shape, rng)
