@@ -165,6 +165,11 @@ def load_array(path: Path, what: str) -> npt.NDArray[Any]:
     if path.is_dir():
         raise UsageError(f"{what} '{path}' is a folder, expected a .npy file")
     try:
+        with path.open("rb") as f:
+            magic = f.read(6)
+        # np.load would take any other file for a pickle and say so, which misleads
+        if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
+            raise UsageError(f"{what} '{path}' is not a NumPy .npy file (save it with numpy.save)")
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise UsageError(f"cannot read {what} '{path}' as a NumPy .npy file ({e})") from None
