@@ -490,7 +490,11 @@ L is the hardest-triplet value `sup d(a,p) - d(a,n)` (eq. 38): L <= 0 means the
 test embedding is Triplet-Separated, and any Triplet-Separated embedding is at
 least `max(0, L)/2` away in the isometric error `d_iso`. A spread and an
 effective rank that keep falling while the loss sits near the margin are the
-signs of collapse (try `--batch-size 1000 --embedding-dim 2`).
+signs of collapse. Batch-hard training from scratch usually passes through a
+short collapsed phase (spread near 0, every anchor at the margin) before it
+spreads out; with a batch much larger than the embedding dimension it stays
+there: compare `--batch-size 1000 --embedding-dim 8 --steps 1500` with
+`--batch-size 80 --embedding-dim 8 --steps 1500`.
 
 ## During training
 
