@@ -274,6 +274,17 @@ class _Decomposed(torch.autograd.Function):
         return grads[0] * grad, None, None, None, None, None
 
 
+def _given_or_mined(
+    x: Tensor, lab: Tensor, mining: str, indices_tuple: Any
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The caller's ``(anchor, positive, negative)`` tensors, checked, or mined."""
+    if indices_tuple is None:
+        return mine_triplets(x, lab, mining)
+    if not isinstance(indices_tuple, (tuple, list)) or len(indices_tuple) != 3:
+        raise ValueError("indices_tuple must be (anchor, positive, negative) tensors")
+    return _check_triplets(x, *indices_tuple)
+
+
 class DecomposedTripletLoss(torch.nn.Module):
     """A triplet loss whose gradient is built from the two components with
     user-chosen weights: ``weight_fn(S_ap, S_an) -> (L_p, L_n)`` or
@@ -302,12 +313,7 @@ class DecomposedTripletLoss(torch.nn.Module):
     def forward(self, embeddings: Tensor, labels: Tensor, indices_tuple: Any = None) -> Tensor:
         x = check_embeddings(embeddings)
         lab = check_labels(labels, x)
-        if indices_tuple is None:
-            a, p, n = mine_triplets(x, lab, self.mining)
-        else:
-            if not isinstance(indices_tuple, (tuple, list)) or len(indices_tuple) != 3:
-                raise ValueError("indices_tuple must be (anchor, positive, negative) tensors")
-            a, p, n = _check_triplets(x, *indices_tuple)
+        a, p, n = _given_or_mined(x, lab, self.mining, indices_tuple)
         out: Tensor = _Decomposed.apply(x, a, p, n, self.weight_fn, self.reduction == "mean")
         return out
 
@@ -334,12 +340,7 @@ class SelectivelyContrastiveLoss(torch.nn.Module):
     def forward(self, embeddings: Tensor, labels: Tensor, indices_tuple: Any = None) -> Tensor:
         x = check_embeddings(embeddings)
         lab = check_labels(labels, x)
-        if indices_tuple is None:
-            a, p, n = mine_triplets(x, lab, self.mining)
-        else:
-            if not isinstance(indices_tuple, (tuple, list)) or len(indices_tuple) != 3:
-                raise ValueError("indices_tuple must be (anchor, positive, negative) tensors")
-            a, p, n = _check_triplets(x, *indices_tuple)
+        a, p, n = _given_or_mined(x, lab, self.mining, indices_tuple)
         _norms(x)
         f = torch.nn.functional.normalize(x, dim=1)
         s_ap, s_an = (f[a] * f[p]).sum(1), (f[a] * f[n]).sum(1)

@@ -261,6 +261,23 @@ type ClassArrays<'py> = (
     Bound<'py, PyAny>,
 );
 
+/// Per-class results as (classes, values, i, j) arrays.
+fn class_arrays<'py>(
+    py: Python<'py>,
+    classes: Vec<i64>,
+    per_class: &[core::Attained],
+) -> ClassArrays<'py> {
+    let values: Vec<f64> = per_class.iter().map(|h| h.value).collect();
+    let is: Vec<i64> = per_class.iter().map(|h| h.i as i64).collect();
+    let js: Vec<i64> = per_class.iter().map(|h| h.j as i64).collect();
+    (
+        PyArray1::from_vec(py, classes).into_any(),
+        PyArray1::from_vec(py, values).into_any(),
+        PyArray1::from_vec(py, is).into_any(),
+        PyArray1::from_vec(py, js).into_any(),
+    )
+}
+
 #[pyfunction]
 #[pyo3(signature = (x1, x2, labels))]
 fn class_hausdorff<'py>(
@@ -274,15 +291,7 @@ fn class_hausdorff<'py>(
         let r = py
             .detach(|| core::class_hausdorff(&x, &y, lab))
             .map_err(to_py)?;
-        let values: Vec<f64> = r.per_class.iter().map(|h| h.value).collect();
-        let is: Vec<i64> = r.per_class.iter().map(|h| h.i as i64).collect();
-        let js: Vec<i64> = r.per_class.iter().map(|h| h.j as i64).collect();
-        Ok((
-            PyArray1::from_vec(py, r.classes).into_any(),
-            PyArray1::from_vec(py, values).into_any(),
-            PyArray1::from_vec(py, is).into_any(),
-            PyArray1::from_vec(py, js).into_any(),
-        ))
+        Ok(class_arrays(py, r.classes, &r.per_class))
     })
 }
 
@@ -450,15 +459,7 @@ fn covering_radius<'py>(
         let r = py
             .detach(|| core::covering_radius(&xm, lab, &pm, plab))
             .map_err(to_py)?;
-        let values: Vec<f64> = r.per_class.iter().map(|h| h.value).collect();
-        let is: Vec<i64> = r.per_class.iter().map(|h| h.i as i64).collect();
-        let js: Vec<i64> = r.per_class.iter().map(|h| h.j as i64).collect();
-        Ok((
-            PyArray1::from_vec(py, r.classes).into_any(),
-            PyArray1::from_vec(py, values).into_any(),
-            PyArray1::from_vec(py, is).into_any(),
-            PyArray1::from_vec(py, js).into_any(),
-        ))
+        Ok(class_arrays(py, r.classes, &r.per_class))
     })
 }
 
