@@ -172,6 +172,21 @@ def test_float64_matches_brute_force(mc, cfg, backend, chunk_size, seed):
     np.testing.assert_allclose(grad, want_grad, rtol=1e-8, atol=1e-9 * gscale)
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_batch_all_gradient_of_close_pairs_is_exact_on_the_tiled_path(seed):
+    # 1-D points 1e-7..1e-3 apart near 1: the expansion's absolute error is far below
+    # the distances, but its relative error was enough to skew w / d in the gradient
+    rng = np.random.default_rng(seed)
+    X = 1.0 + rng.integers(-3, 4, (6, 1)) * 10.0 ** rng.uniform(-7, -3)
+    X += rng.standard_normal((6, 1)) * 1e-9
+    labels = rng.integers(0, 2, 6)
+    kw = dict(margin=0.1, mining="batch_all", soft=False, reduction="mean", fallback="hardest")
+    want, want_grad, v = reference(X, labels, metric="euclidean", **kw)
+    assert np.abs(v).min(initial=1.0) > 0.05  # no hinge near its kink: margin >> distances
+    _, grad = run(X, labels, backend="torch", chunk_size=1, metric="euclidean", **kw)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-13)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     metric_cases(

@@ -17,7 +17,7 @@ near-coincident euclidean pairs recomputed from differences.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -161,15 +161,17 @@ class _Space:
             out[s : s + step] = self._finish((diff * diff).sum(dim=2))
         return out
 
-    def pair_keys(self, rows: Tensor, cols: Tensor) -> tuple[Tensor, Tensor]:
-        """Float64 differences of the pairs (of unit rows for cosine) and their keys."""
+    def pair_diffs(self, rows: Tensor, cols: Tensor) -> Iterator[tuple[slice, Tensor]]:
+        """Float64 differences of the pairs (of unit rows for cosine), slice by slice."""
         x, _, ref, _ = self._exact_parts()
-        diffs, keys = [], []
         for s in range(0, rows.numel(), _PAIR_SLICE):
-            diff = x[rows[s : s + _PAIR_SLICE]] - ref[cols[s : s + _PAIR_SLICE]]
-            diffs.append(diff)
-            keys.append(self._finish((diff * diff).sum(dim=1)))
-        return torch.cat(diffs), torch.cat(keys)
+            part = slice(s, s + _PAIR_SLICE)
+            yield part, x[rows[part]] - ref[cols[part]]
+
+    def pair_keys(self, rows: Tensor, cols: Tensor) -> Tensor:
+        """Float64 keys of the pairs from their coordinate differences."""
+        keys = [self._finish((diff * diff).sum(dim=1)) for _, diff in self.pair_diffs(rows, cols)]
+        return torch.cat(keys) if keys else rows.new_zeros(0, dtype=torch.float64)
 
     def distances(self, keys: Tensor) -> Tensor:
         return keys.sqrt() if self.metric == "euclidean" else keys
@@ -442,15 +444,12 @@ class _Chunk:
         self.pos, self.neg = _masks(labels, labels, s, e, 0)
         self.dist = space.distances(keys)
         self.tol = space.tol(slice(s, e), space.start)
-        self.near: tuple[Tensor, Tensor, Tensor] | None = None
         if space.metric == "euclidean":
             # near-coincident pairs: the expansion has no relative accuracy there
             small = (keys <= 1024.0 * self.tol[:, None]) & (self.pos | self.neg)
             r, c = torch.nonzero(small, as_tuple=True)
             if r.numel():
-                diff, sq = space.pair_keys(r + s, c)
-                self.dist[r, c] = sq.sqrt().to(self.dist.dtype)
-                self.near = (r, c, diff)
+                self.dist[r, c] = space.pair_keys(r + s, c).sqrt().to(self.dist.dtype)
 
     def hinge(self, margin: float) -> tuple[Tensor, Tensor, Tensor]:
         """Per-anchor loss sum (float64), active-triplet count, pair weights.
@@ -609,15 +608,20 @@ def _add_pair_grad(grad: Tensor, space: _Space, chunk: _Chunk, w: Tensor) -> Non
     else:
         d = chunk.dist
         v = torch.where(d > 0, w / torch.where(d > 0, d, 1.0), 0.0)
-        if chunk.near is not None:
-            # exact from the differences, not from the cancelling expansion below
-            r, c, diff = chunk.near
+        # w (x_i - x_j) / d needs d to a relative accuracy the expansion's
+        # absolute error bound (tol) gives only for keys well above tol: closer
+        # pairs take d and the direction from their coordinate differences
+        rel = 2.0**-37 if space.start == 1 else 2.0**-11
+        near = (d * d <= chunk.tol[:, None] / (2.0 * rel)) & (w != 0)
+        r, c = torch.nonzero(near, as_tuple=True)
+        wn = w[r, c].double()
+        for part, diff in space.pair_diffs(r + s, c):
             dn = torch.linalg.vector_norm(diff, dim=1)
-            coef = torch.where(dn > 0, w[r, c].double() / torch.where(dn > 0, dn, 1.0), 0.0)
+            coef = torch.where(dn > 0, wn[part] / torch.where(dn > 0, dn, 1.0), 0.0)
             g = (coef[:, None] * diff).to(grad.dtype)
-            grad.index_add_(0, r + s, g)
-            grad.index_add_(0, c, -g)
-            v[r, c] = 0.0
+            grad.index_add_(0, r[part] + s, g)
+            grad.index_add_(0, c[part], -g)
+        v[r, c] = 0.0
     grad[s:e] += v.sum(dim=1)[:, None] * zq - v @ z
     grad += v.sum(dim=0)[:, None] * z - v.T @ zq
 
