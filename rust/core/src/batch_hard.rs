@@ -22,7 +22,7 @@ use crate::prep::{
 };
 use crate::real::Real;
 use crate::scale::{distance_factor, with_safe_scale};
-use crate::tile::{for_each_tile, has_avx2_fma, is_f32};
+use crate::tile::{for_each_tile, is_f32, simd_level, Simd};
 
 /// Per-anchor result; `-1` / NaN where an anchor has no positive or negative.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,10 +187,12 @@ pub fn batch_hard<T: Real>(
     }
     with_safe_scale(x, reference.map(|r| r.0), |x, y, s| {
         let reference = y.zip(reference.map(|r| r.1));
-        let mut out = if is_f32::<T>() {
-            run::<T, 6, 16>(x, labels, reference, metric)
-        } else {
-            run::<T, 6, 8>(x, labels, reference, metric)
+        let wide = simd_level() == Simd::Avx512;
+        let mut out = match (is_f32::<T>(), wide) {
+            (true, true) => run::<T, 12, 32>(x, labels, reference, metric),
+            (true, false) => run::<T, 6, 16>(x, labels, reference, metric),
+            (false, true) => run::<T, 12, 16>(x, labels, reference, metric),
+            (false, false) => run::<T, 6, 8>(x, labels, reference, metric),
         }?;
         let f = distance_factor(metric, s);
         if f != 1.0 {
@@ -243,7 +245,7 @@ fn run<T: Real, const MR: usize, const NR: usize>(
         kcoef: (x.cols as f64 + 16.0) * T::UNIT_ROUNDOFF,
         tiny: (x.cols as f64 + 16.0) * T::MIN_NORMAL,
     };
-    let avx2 = has_avx2_fma();
+    let simd = simd_level();
     let n = x.rows;
     let nblocks = n.div_ceil(ROW_BLOCK);
     let block_rows = |b: usize| (b * ROW_BLOCK)..((b + 1) * ROW_BLOCK).min(n);
@@ -254,7 +256,7 @@ fn run<T: Real, const MR: usize, const NR: usize>(
             .flat_map_iter(|b| {
                 let rows = block_rows(b);
                 let mut states: Vec<RowState<T>> = rows.clone().map(|_| RowState::new()).collect();
-                scan_block::<T, MR, NR>(&ctx, rows.clone(), 0..np, &mut states, None, avx2);
+                scan_block::<T, MR, NR>(&ctx, rows.clone(), 0..np, &mut states, None, simd);
                 let r0 = rows.start;
                 states
                     .into_iter()
@@ -269,15 +271,24 @@ fn run<T: Real, const MR: usize, const NR: usize>(
         // update their own rows; the others also update the rows of J
         // through the transpose. Blocks are aligned to whole panels.
         let per_block = ROW_BLOCK / NR;
-        // A fixed number of worker groups, each taking every `groups`-th
-        // block (balancing the triangle) with one set of column states.
-        let groups = (2 * rayon::current_num_threads()).clamp(1, nblocks);
-        let (owned, cols) = (0..groups)
+        // One group of blocks per thread, with one set of column states:
+        // fresh column states accept every value until their bounds tighten,
+        // so each extra group costs a scan's worth of offers. Blocks (work
+        // nblocks - b) go largest first to the least loaded group.
+        let groups = rayon::current_num_threads().clamp(1, nblocks);
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); groups];
+        let mut load = vec![0usize; groups];
+        for b in 0..nblocks {
+            let g = (0..groups).min_by_key(|&g| (load[g], g)).expect("a group");
+            members[g].push(b);
+            load[g] += nblocks - b;
+        }
+        let (owned, cols) = members
             .into_par_iter()
-            .map(|g| {
+            .map(|blocks| {
                 let mut owned: OwnedRows<T> = Vec::new();
                 let mut cols = ColumnStates::new();
-                for b in (g..nblocks).step_by(groups) {
+                for b in blocks {
                     let rows = block_rows(b);
                     let mut states: Vec<RowState<T>> =
                         rows.clone().map(|_| RowState::new()).collect();
@@ -288,7 +299,7 @@ fn run<T: Real, const MR: usize, const NR: usize>(
                         diag.clone(),
                         &mut states,
                         None,
-                        avx2,
+                        simd,
                     );
                     if diag.end < np {
                         cols.ensure(n, NR);
@@ -298,7 +309,7 @@ fn run<T: Real, const MR: usize, const NR: usize>(
                             diag.end..np,
                             &mut states,
                             Some(&mut cols),
-                            avx2,
+                            simd,
                         );
                     }
                     owned.push((b, states));
@@ -361,10 +372,22 @@ fn scan_block<T: Real, const MR: usize, const NR: usize>(
     panels: Range<usize>,
     states: &mut [RowState<T>],
     cols: Option<&mut ColumnStates<T>>,
-    avx2: bool,
+    simd: Simd,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if avx2 {
+    if simd == Simd::Avx512 {
+        // SAFETY: the CPU supports AVX-512F/VL, AVX2 and FMA (checked at run time).
+        return unsafe {
+            match cols {
+                Some(cs) => {
+                    scan_block_avx512::<T, MR, NR, true>(ctx, rows, panels, states, Some(cs))
+                }
+                None => scan_block_avx512::<T, MR, NR, false>(ctx, rows, panels, states, None),
+            }
+        };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if simd == Simd::Avx2 {
         // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
         return unsafe {
             match cols {
@@ -373,7 +396,7 @@ fn scan_block<T: Real, const MR: usize, const NR: usize>(
             }
         };
     }
-    let _ = avx2;
+    let _ = simd;
     match cols {
         Some(cs) => scan_block_impl::<T, MR, NR, false, true>(ctx, rows, panels, states, Some(cs)),
         None => scan_block_impl::<T, MR, NR, false, false>(ctx, rows, panels, states, None),
@@ -383,6 +406,18 @@ fn scan_block<T: Real, const MR: usize, const NR: usize>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn scan_block_avx2<T: Real, const MR: usize, const NR: usize, const SYM: bool>(
+    ctx: &Ctx<T>,
+    rows: Range<usize>,
+    panels: Range<usize>,
+    states: &mut [RowState<T>],
+    cols: Option<&mut ColumnStates<T>>,
+) {
+    scan_block_impl::<T, MR, NR, true, SYM>(ctx, rows, panels, states, cols)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn scan_block_avx512<T: Real, const MR: usize, const NR: usize, const SYM: bool>(
     ctx: &Ctx<T>,
     rows: Range<usize>,
     panels: Range<usize>,
@@ -421,6 +456,8 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool, c
         panels,
         r0..padded_end,
         panel_range,
+        // Inlined so that it is compiled with the caller's target features.
+        #[inline(always)]
         |r, p, acc| {
             let nb: &[T; NR] = panels.norms[p * NR..(p + 1) * NR].try_into().unwrap();
             let lab: &[u32; NR] = panels.labels[p * NR..(p + 1) * NR].try_into().unwrap();
@@ -561,10 +598,11 @@ const NN_CHUNK: usize = 8;
 /// bound is strictly below it, so a retired row cannot even tie. This is
 /// the early break of scipy's algorithm, applied per tile.
 pub(crate) fn nearest_for_max<T: Real>(x: &Matrix<T>, y: &Matrix<T>) -> Result<Vec<Option<usize>>> {
-    if is_f32::<T>() {
-        nearest_for_max_impl::<T, 6, 16>(x, y)
-    } else {
-        nearest_for_max_impl::<T, 6, 8>(x, y)
+    match (is_f32::<T>(), simd_level() == Simd::Avx512) {
+        (true, true) => nearest_for_max_impl::<T, 12, 32>(x, y),
+        (true, false) => nearest_for_max_impl::<T, 6, 16>(x, y),
+        (false, true) => nearest_for_max_impl::<T, 12, 16>(x, y),
+        (false, false) => nearest_for_max_impl::<T, 6, 8>(x, y),
     }
 }
 
@@ -595,7 +633,7 @@ fn nearest_for_max_impl<T: Real, const MR: usize, const NR: usize>(
         kcoef: (x.cols as f64 + 16.0) * T::UNIT_ROUNDOFF,
         tiny: (x.cols as f64 + 16.0) * T::MIN_NORMAL,
     };
-    let avx2 = has_avx2_fma();
+    let simd = simd_level();
     let np = panels.count();
     let nchunks = np.div_ceil(NN_CHUNK);
     // A fixed scattered visiting order: a stride coprime with the count.
@@ -661,7 +699,7 @@ fn nearest_for_max_impl<T: Real, const MR: usize, const NR: usize>(
                             prange.clone(),
                             &mut states[g..ge],
                             None,
-                            avx2,
+                            simd,
                         );
                     }
                 }

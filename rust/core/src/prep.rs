@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use crate::error::{CoreError, Result};
 use crate::metric::Metric;
 use crate::real::Real;
+use crate::tile::has_avx2_fma;
 
 /// A borrowed row-major matrix.
 #[derive(Debug, Clone, Copy)]
@@ -154,22 +155,6 @@ impl<'s> Transform<'s> {
             norms_y,
         }
     }
-
-    /// Transforms one row into `out`, returning its squared norm. Without a
-    /// scale the division by 1 is skipped (same bits, far cheaper).
-    #[inline]
-    fn apply<T: Real>(&self, row: &[T], norm: Option<f64>, out: &mut [T]) -> f64 {
-        let mut norm2 = 0.0;
-        for ((o, v), c) in out.iter_mut().zip(row).zip(&self.center) {
-            let t = match norm {
-                Some(s) => T::from_f64((v.to_f64() - c) / s),
-                None => T::from_f64(v.to_f64() - c),
-            };
-            *o = t;
-            norm2 += t.to_f64() * t.to_f64();
-        }
-        norm2
-    }
 }
 
 fn column_sums<T: Real>(m: &Matrix<T>) -> Vec<f64> {
@@ -237,6 +222,144 @@ fn check_magnitude<T: Real>(max_norm2: f64, arg: &'static str) -> Result<()> {
     Ok(())
 }
 
+/// Below this many elements a packing pass runs on the calling thread: waking
+/// the pool costs more than the pass.
+const SERIAL_PACK: usize = 1 << 16;
+
+/// Transforms one row into `out` (`(v - c)`, divided by `scale` if given),
+/// returning its squared norm summed in eight interleaved lanes: a fixed
+/// order (the same bits on every call), without a serial chain of adds.
+#[inline(always)]
+fn transform_row<T: Real>(row: &[T], center: &[f64], scale: Option<f64>, out: &mut [T]) -> f64 {
+    #[inline(always)]
+    fn run<T: Real>(row: &[T], center: &[f64], out: &mut [T], f: impl Fn(T, f64) -> T) -> f64 {
+        let mut acc = [0.0f64; 8];
+        let whole = row.len() / 8 * 8;
+        let (head, tail) = (&row[..whole], &row[whole..]);
+        for ((o, v), c) in out[..whole]
+            .chunks_exact_mut(8)
+            .zip(head.chunks_exact(8))
+            .zip(center[..whole].chunks_exact(8))
+        {
+            for l in 0..8 {
+                let t = f(v[l], c[l]);
+                o[l] = t;
+                acc[l] += t.to_f64() * t.to_f64();
+            }
+        }
+        for (l, ((o, &v), &c)) in out[whole..]
+            .iter_mut()
+            .zip(tail)
+            .zip(&center[whole..])
+            .enumerate()
+        {
+            let t = f(v, c);
+            *o = t;
+            acc[l] += t.to_f64() * t.to_f64();
+        }
+        ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+    }
+    match scale {
+        Some(s) => run(row, center, out, |v, c| T::from_f64((v.to_f64() - c) / s)),
+        None => run(row, center, out, |v, c| T::from_f64(v.to_f64() - c)),
+    }
+}
+
+/// Transforms rows `first..first + width` of `m` (fewer at the end) into the
+/// k-major group `out[k * width + r]`, their squared norms into `norms`;
+/// returns the largest.
+fn pack_group<T: Real>(
+    m: &Matrix<T>,
+    center: &[f64],
+    scales: Option<&[f64]>,
+    first: usize,
+    width: usize,
+    out: &mut [T],
+    norms: &mut [T],
+) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+        return unsafe { pack_group_avx2(m, center, scales, first, width, out, norms) };
+    }
+    pack_group_impl(m, center, scales, first, width, out, norms)
+}
+
+/// The same operations compiled for AVX2 (no contraction: the same bits).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pack_group_avx2<T: Real>(
+    m: &Matrix<T>,
+    center: &[f64],
+    scales: Option<&[f64]>,
+    first: usize,
+    width: usize,
+    out: &mut [T],
+    norms: &mut [T],
+) -> f64 {
+    pack_group_impl(m, center, scales, first, width, out, norms)
+}
+
+#[inline(always)]
+fn pack_group_impl<T: Real>(
+    m: &Matrix<T>,
+    center: &[f64],
+    scales: Option<&[f64]>,
+    first: usize,
+    width: usize,
+    out: &mut [T],
+    norms: &mut [T],
+) -> f64 {
+    let rows = width.min(m.rows.saturating_sub(first));
+    let mut buf = [T::ZERO; 512];
+    let d = m.cols;
+    let mut heap = Vec::new();
+    let buf: &mut [T] = if d <= buf.len() {
+        &mut buf[..d]
+    } else {
+        heap.resize(d, T::ZERO);
+        &mut heap
+    };
+    let mut max = 0.0f64;
+    for (r, nrm) in norms.iter_mut().enumerate().take(rows) {
+        let i = first + r;
+        let n2 = transform_row(m.row(i), center, scales.map(|s| s[i]), buf);
+        for (o, &v) in out.chunks_exact_mut(width).zip(buf.iter()) {
+            o[r] = v;
+        }
+        *nrm = T::from_f64(n2);
+        max = max.max(n2);
+    }
+    max
+}
+
+/// Largest group (tile height or panel width) [`pack_group`] handles.
+const MAX_GROUP: usize = 64;
+
+/// Runs `pack(g, group_out, group_norms)` over the groups, in parallel when large.
+fn pack_all<T: Real>(
+    out: &mut [T],
+    norms: &mut [T],
+    group: usize,
+    d: usize,
+    pack: impl Fn(usize, &mut [T], &mut [T]) -> f64 + Sync,
+) -> f64 {
+    assert!(group <= MAX_GROUP);
+    if out.len() <= SERIAL_PACK {
+        return out
+            .chunks_mut(group * d)
+            .zip(norms.chunks_mut(group))
+            .enumerate()
+            .map(|(g, (o, nrm))| pack(g, o, nrm))
+            .fold(0.0, f64::max);
+    }
+    out.par_chunks_mut(group * d)
+        .zip(norms.par_chunks_mut(group))
+        .enumerate()
+        .map(|(g, (o, nrm))| pack(g, o, nrm))
+        .reduce(|| 0.0, f64::max)
+}
+
 pub fn prepare_anchors<T: Real>(
     x: &Matrix<T>,
     tf: &Transform,
@@ -248,30 +371,9 @@ pub fn prepare_anchors<T: Real>(
     // Transformed straight into the packed layout (one pass, one buffer).
     let mut packed = vec![T::ZERO; padded * d];
     let mut norms = vec![T::ZERO; padded];
-    let max = packed
-        .par_chunks_mut(mr * d)
-        .zip(norms.par_chunks_mut(mr))
-        .enumerate()
-        .map_init(
-            || vec![T::ZERO; d],
-            |buf, (g, (out, nrm))| {
-                let mut m = 0.0f64;
-                for (r, nrm) in nrm.iter_mut().enumerate() {
-                    let i = g * mr + r;
-                    if i >= n {
-                        break;
-                    }
-                    let n2 = tf.apply(x.row(i), tf.norms_x.map(|s| s[i]), buf);
-                    for (k, v) in buf.iter().enumerate() {
-                        out[k * mr + r] = *v;
-                    }
-                    *nrm = T::from_f64(n2);
-                    m = m.max(n2);
-                }
-                m
-            },
-        )
-        .reduce(|| 0.0, f64::max);
+    let max = pack_all(&mut packed, &mut norms, mr, d, |g, out, nrm| {
+        pack_group(x, &tf.center, tf.norms_x, g * mr, mr, out, nrm)
+    });
     check_magnitude::<T>(max, arg)?;
     Ok(Anchors {
         rows: packed,
@@ -296,34 +398,25 @@ pub fn prepare_panels<T: Real>(
     let scales = if use_x_norms { tf.norms_x } else { tf.norms_y };
     let mut data = vec![T::ZERO; np * d * nr];
     let mut norms = vec![T::INFINITY; np * nr];
-    let mut plabels = vec![u32::MAX; np * nr];
-    let mut max_norm = vec![T::ZERO; np];
-    data.par_chunks_mut(d * nr)
-        .zip(norms.par_chunks_mut(nr))
-        .zip(plabels.par_chunks_mut(nr))
-        .zip(max_norm.par_iter_mut())
-        .enumerate()
-        .for_each_init(
-            || vec![T::ZERO; d],
-            |buf, (p, (((panel, pn), pl), pmax))| {
-                let mut m = 0.0f64;
-                for c in 0..nr {
-                    let j = p * nr + c;
-                    if j >= n {
-                        break;
-                    }
-                    let n2 = tf.apply(y.row(j), scales.map(|s| s[j]), buf);
-                    for (k, v) in buf.iter().enumerate() {
-                        panel[k * nr + c] = *v;
-                    }
-                    pn[c] = T::from_f64(n2);
-                    pl[c] = labels.get(j).copied().unwrap_or(0);
-                    m = m.max(n2);
-                }
-                *pmax = T::from_f64(m);
-            },
-        );
-    let max = max_norm.iter().map(|v| v.to_f64()).fold(0.0, f64::max);
+    let max = pack_all(&mut data, &mut norms, nr, d, |p, panel, pn| {
+        pack_group(y, &tf.center, scales, p * nr, nr, panel, pn)
+    });
+    // Padding columns keep norm +inf (never a candidate) and a label no row has.
+    let plabels: Vec<u32> = (0..np * nr)
+        .map(|j| {
+            if j < n {
+                labels.get(j).copied().unwrap_or(0)
+            } else {
+                u32::MAX
+            }
+        })
+        .collect();
+    let max_norm: Vec<T> = (0..np)
+        .map(|p| {
+            let real = &norms[p * nr..((p + 1) * nr).min(n)];
+            T::from_f64(real.iter().fold(0.0f64, |m, v| m.max(v.to_f64())))
+        })
+        .collect();
     check_magnitude::<T>(max, arg)?;
     Ok(Panels {
         data,

@@ -7,26 +7,54 @@
 use crate::prep::{Anchors, Panels};
 use crate::real::Real;
 
-/// Whether the AVX2 + FMA code path runs: the CPU has both, and the
-/// environment variable `TRIPLETCORE_DISABLE_SIMD` is unset or `0` (set it
-/// to test the portable path). Read once per process.
-pub fn has_avx2_fma() -> bool {
-    static USE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *USE.get_or_init(|| {
-        let disabled =
-            std::env::var("TRIPLETCORE_DISABLE_SIMD").is_ok_and(|v| !v.is_empty() && v != "0");
-        !disabled && cpu_has_avx2_fma()
+/// The widest SIMD code path the kernels may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Simd {
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+/// The code path: AVX-512 where the CPU has it (AVX-512F and VL with AVX2
+/// and FMA), else AVX2 + FMA, else portable. `TRIPLETCORE_DISABLE_SIMD` set
+/// (and not `0`) selects the portable path, `TRIPLETCORE_DISABLE_AVX512`
+/// caps it at AVX2 (to test each path). Read once per process.
+pub fn simd_level() -> Simd {
+    static LEVEL: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0");
+        if set("TRIPLETCORE_DISABLE_SIMD") {
+            Simd::Portable
+        } else {
+            cpu_level().min(if set("TRIPLETCORE_DISABLE_AVX512") {
+                Simd::Avx2
+            } else {
+                Simd::Avx512
+            })
+        }
     })
 }
 
-fn cpu_has_avx2_fma() -> bool {
+/// Whether the AVX2 + FMA code path (or a wider one) runs.
+pub fn has_avx2_fma() -> bool {
+    simd_level() >= Simd::Avx2
+}
+
+fn cpu_level() -> Simd {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+        use std::is_x86_feature_detected as has;
+        if !(has!("avx2") && has!("fma")) {
+            Simd::Portable
+        } else if has!("avx512f") && has!("avx512vl") {
+            Simd::Avx512
+        } else {
+            Simd::Avx2
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        false
+        Simd::Portable
     }
 }
 
@@ -40,6 +68,23 @@ fn micro_tile<T: Real, const MR: usize, const NR: usize, const FMA: bool, const 
     acc: &mut [[T; NR]; MR],
 ) {
     assert!(a.len() >= MR * d && panel.len() >= NR * d);
+    #[cfg(target_arch = "x86_64")]
+    if FMA && !SQDIFF && simd_level() == Simd::Avx512 {
+        // The compiler does not vectorise the wide f32 tile by itself.
+        if NR == 32 && is_f32::<T>() {
+            // SAFETY: T is f32 (checked), the lengths are asserted above, and
+            // the CPU has AVX-512F (checked at run time).
+            unsafe {
+                avx512::tile_f32_x32::<MR>(
+                    a.as_ptr().cast(),
+                    d,
+                    panel.as_ptr().cast(),
+                    acc.as_mut_ptr().cast(),
+                )
+            };
+            return;
+        }
+    }
     *acc = [[T::ZERO; NR]; MR];
     for (ak, b) in a.chunks_exact(MR).zip(panel.chunks_exact(NR)).take(d) {
         let (ak, b): (&[T; MR], &[T; NR]) = (ak.try_into().unwrap(), b.try_into().unwrap());
@@ -96,8 +141,44 @@ pub fn for_each_tile<T, const MR: usize, const NR: usize, const FMA: bool, const
     }
 }
 
-/// Tile shape for an element type: `(MR, NR)` is 6 x 16 for f32 and 6 x 8
-/// for f64, twelve 256-bit accumulators either way.
+/// Tile shapes: `(MR, NR)` is 6 x 16 for f32 and 6 x 8 for f64 on AVX2
+/// (twelve 256-bit accumulators), 12 x 32 and 12 x 16 on AVX-512 (24 of 32
+/// 512-bit registers).
 pub fn is_f32<T: 'static>() -> bool {
     std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// The `MR x 32` f32 tile of [`super::micro_tile`] (`FMA`, not
+    /// `SQDIFF`): the same fused multiply-adds in the same order over k, so
+    /// the same bits, in two 16-lane registers per row.
+    ///
+    /// # Safety
+    /// `a` holds `MR * d` values, `b` `32 * d`, `out` `MR * 32`; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tile_f32_x32<const MR: usize>(
+        a: *const f32,
+        d: usize,
+        b: *const f32,
+        out: *mut f32,
+    ) {
+        let mut lo = [_mm512_setzero_ps(); MR];
+        let mut hi = [_mm512_setzero_ps(); MR];
+        for k in 0..d {
+            let b0 = _mm512_loadu_ps(b.add(k * 32));
+            let b1 = _mm512_loadu_ps(b.add(k * 32 + 16));
+            for r in 0..MR {
+                let ar = _mm512_set1_ps(*a.add(k * MR + r));
+                lo[r] = _mm512_fmadd_ps(ar, b0, lo[r]);
+                hi[r] = _mm512_fmadd_ps(ar, b1, hi[r]);
+            }
+        }
+        for r in 0..MR {
+            _mm512_storeu_ps(out.add(r * 32), lo[r]);
+            _mm512_storeu_ps(out.add(r * 32 + 16), hi[r]);
+        }
+    }
 }
