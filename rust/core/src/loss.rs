@@ -14,7 +14,7 @@ use crate::cdist::DistanceBlocks;
 use crate::error::{CoreError, Result};
 use crate::exact::Exact;
 use crate::metric::Metric;
-use crate::prep::{check_labels, encode_labels, row_norms, Matrix};
+use crate::prep::{check_labels, encode_labels, row_norms, Matrix, SERIAL_LIMIT};
 use crate::real::Real;
 use crate::scale::{distance_factor, with_safe_scale};
 use crate::semi_hard::{check_margin, mine, Fallback, Triplet};
@@ -173,7 +173,8 @@ fn scaled_loss<T: Real>(
         ny: scales.as_deref(),
         metric,
     };
-    let (codes, _) = encode_labels(labels, None);
+    // Batch-hard encodes the labels itself.
+    let codes = || encode_labels(labels, None).0;
     match opts.mining {
         Mining::BatchHard => {
             let bh = batch_hard(x, labels, None, metric)?;
@@ -197,14 +198,14 @@ fn scaled_loss<T: Real>(
             Ok(explicit_loss(&exact, &ts, Some(&d2s), opts))
         }
         Mining::SemiHard => {
-            let mut ts = mine(&exact, &codes, opts.margin / f, opts.fallback);
+            let mut ts = mine(&exact, &codes(), opts.margin / f, opts.fallback);
             for t in ts.iter_mut() {
                 t.dap *= f;
                 t.dan *= f;
             }
             Ok(explicit_loss(&exact, &ts, None, opts))
         }
-        Mining::BatchAll => batch_all_loss(x, &exact, &codes, opts, f),
+        Mining::BatchAll => batch_all_loss(x, &exact, &codes(), opts, f),
     }
 }
 
@@ -268,18 +269,26 @@ fn explicit_loss<T: Real>(
         fill[e.0 as usize] += 1;
     }
     let mut grad = vec![T::ZERO; n * d];
-    grad.par_chunks_mut(d).enumerate().for_each_init(
-        || vec![0.0f64; d],
-        |buf, (i, out)| {
-            buf.fill(0.0);
-            for &(j, w, d2) in &sorted[start[i]..start[i + 1]] {
-                exact.add_grad_d2(i, j as usize, w, d2, buf);
-            }
-            for (o, v) in out.iter_mut().zip(buf.iter()) {
-                *o = T::from_f64(*v);
-            }
-        },
-    );
+    let row_grad = |buf: &mut Vec<f64>, (i, out): (usize, &mut [T])| {
+        buf.fill(0.0);
+        for &(j, w, d2) in &sorted[start[i]..start[i + 1]] {
+            exact.add_grad_d2(i, j as usize, w, d2, buf);
+        }
+        for (o, v) in out.iter_mut().zip(buf.iter()) {
+            *o = T::from_f64(*v);
+        }
+    };
+    // The work is O(4 d) per triplet: a small batch is done on this thread.
+    if 4 * ts.len() * d <= SERIAL_LIMIT {
+        let mut buf = vec![0.0f64; d];
+        grad.chunks_mut(d)
+            .enumerate()
+            .for_each(|item| row_grad(&mut buf, item));
+    } else {
+        grad.par_chunks_mut(d)
+            .enumerate()
+            .for_each_init(|| vec![0.0f64; d], row_grad);
+    }
     LossOutput {
         loss: total
             * if opts.reduction == Reduction::None {

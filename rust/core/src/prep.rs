@@ -8,6 +8,10 @@ use crate::metric::Metric;
 use crate::real::Real;
 use crate::tile::has_avx2_fma;
 
+/// Passes over at most this many values run on the calling thread: handing
+/// them to the pool (a wake-up per worker) costs more than the pass.
+pub(crate) const SERIAL_LIMIT: usize = 1 << 16;
+
 /// A borrowed row-major matrix.
 #[derive(Debug, Clone, Copy)]
 pub struct Matrix<'a, T> {
@@ -28,9 +32,12 @@ impl<'a, T: Real> Matrix<'a, T> {
                 detail: format!("buffer of {} values is not {rows} x {cols}", data.len()),
             });
         }
-        let finite = data
-            .par_chunks(1 << 14)
-            .all(|c| c.iter().all(|v| v.to_f64().is_finite()));
+        let all_finite = |c: &[T]| c.iter().all(|v| v.to_f64().is_finite());
+        let finite = if data.len() <= SERIAL_LIMIT {
+            all_finite(data)
+        } else {
+            data.par_chunks(1 << 14).all(all_finite)
+        };
         if !finite {
             return Err(CoreError::NonFinite { arg });
         }
@@ -68,12 +75,22 @@ pub fn check_same_dim<T>(x: &Matrix<T>, y: &Matrix<T>) -> Result<()> {
 /// Maps labels of both sets to dense codes `0..k` (equal labels, equal codes).
 pub fn encode_labels(a: &[i64], b: Option<&[i64]>) -> (Vec<u32>, Vec<u32>) {
     let mut uniq: Vec<i64> = a.iter().chain(b.unwrap_or(&[]).iter()).copied().collect();
-    uniq.par_sort_unstable();
+    let serial = uniq.len() <= SERIAL_LIMIT / 8;
+    if serial {
+        uniq.sort_unstable();
+    } else {
+        uniq.par_sort_unstable();
+    }
     uniq.dedup();
     let code = |v: &i64| uniq.binary_search(v).expect("label present") as u32;
-    let ca = a.par_iter().map(code).collect();
-    let cb = b.map_or_else(Vec::new, |b| b.par_iter().map(code).collect());
-    (ca, cb)
+    let map = |v: &[i64]| -> Vec<u32> {
+        if serial {
+            v.iter().map(code).collect()
+        } else {
+            v.par_iter().map(code).collect()
+        }
+    };
+    (map(a), b.map_or_else(Vec::new, map))
 }
 
 /// Euclidean norm of `values`, scaled by the largest magnitude so that
@@ -99,10 +116,12 @@ pub fn row_norms<T: Real>(
     if !metric.normalizes() {
         return Ok(None);
     }
-    let scales: Vec<f64> = (0..m.rows)
-        .into_par_iter()
-        .map(|i| safe_norm(m.row(i).iter().map(|v| v.to_f64())))
-        .collect();
+    let norm = |i: usize| safe_norm(m.row(i).iter().map(|v| v.to_f64()));
+    let scales: Vec<f64> = if m.data.len() <= SERIAL_LIMIT {
+        (0..m.rows).map(norm).collect()
+    } else {
+        (0..m.rows).into_par_iter().map(norm).collect()
+    };
     if let Some(row) = scales.iter().position(|s| !(*s > 0.0 && s.is_finite())) {
         return Err(CoreError::ZeroNorm { arg, row });
     }
@@ -158,6 +177,15 @@ impl<'s> Transform<'s> {
 }
 
 fn column_sums<T: Real>(m: &Matrix<T>) -> Vec<f64> {
+    if m.data.len() <= SERIAL_LIMIT {
+        let mut acc = vec![0.0f64; m.cols];
+        for i in 0..m.rows {
+            for (a, v) in acc.iter_mut().zip(m.row(i)) {
+                *a += v.to_f64();
+            }
+        }
+        return acc;
+    }
     (0..m.rows)
         .into_par_iter()
         .fold(
@@ -224,45 +252,38 @@ fn check_magnitude<T: Real>(max_norm2: f64, arg: &'static str) -> Result<()> {
 
 /// Below this many elements a packing pass runs on the calling thread: waking
 /// the pool costs more than the pass.
-const SERIAL_PACK: usize = 1 << 16;
+const SERIAL_PACK: usize = SERIAL_LIMIT;
 
 /// Transforms one row into `out` (`(v - c)`, divided by `scale` if given),
 /// returning its squared norm summed in eight interleaved lanes: a fixed
 /// order (the same bits on every call), without a serial chain of adds.
 #[inline(always)]
 fn transform_row<T: Real>(row: &[T], center: &[f64], scale: Option<f64>, out: &mut [T]) -> f64 {
-    #[inline(always)]
-    fn run<T: Real>(row: &[T], center: &[f64], out: &mut [T], f: impl Fn(T, f64) -> T) -> f64 {
-        let mut acc = [0.0f64; 8];
-        let whole = row.len() / 8 * 8;
-        let (head, tail) = (&row[..whole], &row[whole..]);
-        for ((o, v), c) in out[..whole]
-            .chunks_exact_mut(8)
-            .zip(head.chunks_exact(8))
-            .zip(center[..whole].chunks_exact(8))
-        {
-            for l in 0..8 {
-                let t = f(v[l], c[l]);
-                o[l] = t;
-                acc[l] += t.to_f64() * t.to_f64();
+    // Two simple loops (map, then sum of squares) so both vectorise.
+    let (out, row, center) = (&mut out[..row.len()], row, &center[..row.len()]);
+    match scale {
+        Some(s) => {
+            for ((o, v), c) in out.iter_mut().zip(row).zip(center) {
+                *o = T::from_f64((v.to_f64() - c) / s);
             }
         }
-        for (l, ((o, &v), &c)) in out[whole..]
-            .iter_mut()
-            .zip(tail)
-            .zip(&center[whole..])
-            .enumerate()
-        {
-            let t = f(v, c);
-            *o = t;
-            acc[l] += t.to_f64() * t.to_f64();
+        None => {
+            for ((o, v), c) in out.iter_mut().zip(row).zip(center) {
+                *o = T::from_f64(v.to_f64() - c);
+            }
         }
-        ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
     }
-    match scale {
-        Some(s) => run(row, center, out, |v, c| T::from_f64((v.to_f64() - c) / s)),
-        None => run(row, center, out, |v, c| T::from_f64(v.to_f64() - c)),
+    let mut acc = [0.0f64; 8];
+    let mut lanes = out.chunks_exact(8);
+    for t in &mut lanes {
+        for l in 0..8 {
+            acc[l] += t[l].to_f64() * t[l].to_f64();
+        }
     }
+    for (a, t) in acc.iter_mut().zip(lanes.remainder()) {
+        *a += t.to_f64() * t.to_f64();
+    }
+    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
 }
 
 /// Transforms rows `first..first + width` of `m` (fewer at the end) into the

@@ -6,17 +6,19 @@
 use rayon::prelude::*;
 
 use crate::metric::Metric;
-use crate::prep::Matrix;
+use crate::prep::{Matrix, SERIAL_LIMIT};
 use crate::real::Real;
 
 /// Largest |value| of the matrices.
 fn max_abs<T: Real>(ms: &[&Matrix<T>]) -> f64 {
     ms.iter()
         .map(|m| {
-            m.data
-                .par_iter()
-                .map(|v| v.to_f64().abs())
-                .reduce(|| 0.0, f64::max)
+            let abs = |v: &T| v.to_f64().abs();
+            if m.data.len() <= SERIAL_LIMIT {
+                m.data.iter().map(abs).fold(0.0, f64::max)
+            } else {
+                m.data.par_iter().map(abs).reduce(|| 0.0, f64::max)
+            }
         })
         .fold(0.0, f64::max)
 }
