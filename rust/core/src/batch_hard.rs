@@ -448,6 +448,7 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool, c
     states: &mut [RowState<T>],
     mut cols: Option<&mut ColumnStates<T>>,
 ) {
+    const { assert!(NR <= 64, "column bit masks are u64") };
     let (r0, r1) = (rows.start, rows.end);
     let padded_end = r0 + (r1 - r0).div_ceil(MR) * MR;
     let panels = ctx.panels;
@@ -464,6 +465,9 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool, c
             let wmax = panels.max_norm[p].to_f64();
             let c0 = p * NR;
             let width = NR.min(panels.n - c0);
+            // Padding columns never pass (norm +inf, a label no row has); the mask
+            // makes it explicit.
+            let valid: u64 = if width == 64 { !0 } else { (1u64 << width) - 1 };
             // Column thresholds, from the flat bounds (padding never passes).
             let mut col_neg = [T::ZERO; NR];
             let mut col_pos = [T::ZERO; NR];
@@ -483,7 +487,9 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool, c
                     col_pos[c] = T::ZERO - bp[c] - wcol;
                 }
             }
-            let mut col_hit = [false; NR];
+            // Bit c: column c passed a threshold. Only those are offered: a
+            // value that fails a bound cannot pass it after the bound tightens.
+            let mut col_hit: u64 = 0;
             for (rr, dots) in acc.iter().enumerate() {
                 let i = r + rr;
                 if i >= r1 {
@@ -495,31 +501,28 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool, c
                 let w = T::from_f64(ctx.kcoef * (na.to_f64() + wmax) + ctx.tiny);
                 let thr_neg = st.neg.best + w;
                 let thr_pos = T::ZERO - st.pos.best - w;
-                let mut hit = false;
-                for c in 0..NR {
-                    let v = na + nb[c] - T::TWO * dots[c];
-                    let same = lab[c] == li;
-                    hit |= (same & (v >= thr_pos)) | (!same & (v <= thr_neg));
-                    if SYM {
-                        col_hit[c] |= (same & (v >= col_pos[c])) | (!same & (v <= col_neg[c]));
-                    }
-                }
-                if !hit {
-                    continue;
-                }
-                for c in 0..width {
+                let (mut hit, col) = pass_bits::<T, NR, SYM>(
+                    dots, na, nb, lab, li, thr_pos, thr_neg, &col_pos, &col_neg,
+                );
+                col_hit |= col;
+                hit &= valid;
+                while hit != 0 {
+                    let c = hit.trailing_zeros() as usize;
+                    hit &= hit - 1;
                     let j = c0 + c;
                     if !(ctx.self_excluded && j == i && lab[c] == li) {
                         offer(st, lab[c] == li, na + nb[c] - T::TWO * dots[c], w, j);
                     }
                 }
             }
-            if SYM && col_hit.iter().any(|&h| h) {
+            col_hit &= valid;
+            if SYM && col_hit != 0 {
                 let cs = cols
                     .as_deref_mut()
                     .expect("column states in the symmetric scan");
-                // Only the columns whose threshold some row passed.
-                for c in (0..width).filter(|&c| col_hit[c]) {
+                while col_hit != 0 {
+                    let c = col_hit.trailing_zeros() as usize;
+                    col_hit &= col_hit - 1;
                     let st = &mut cs.states[c0 + c];
                     for (rr, dots) in acc.iter().enumerate() {
                         let i = r + rr;
@@ -527,7 +530,10 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool, c
                             break;
                         }
                         let (na, li) = (ctx.anchors.norms[i], ctx.xlab[i]);
-                        offer(st, lab[c] == li, na + nb[c] - T::TWO * dots[c], wcol, i);
+                        let (same, v) = (lab[c] == li, na + nb[c] - T::TWO * dots[c]);
+                        if (same & (v >= col_pos[c])) | (!same & (v <= col_neg[c])) {
+                            offer(st, same, v, wcol, i);
+                        }
                     }
                     cs.best_neg[c0 + c] = st.neg.best;
                     cs.best_pos[c0 + c] = st.pos.best;
@@ -535,6 +541,102 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool, c
             }
         },
     );
+}
+
+/// For one tile row: bit c of the first mask is set where column c passes
+/// the row's thresholds (`v >= thr_pos` for a same-label column, `v <=
+/// thr_neg` otherwise, `v = na + nb - 2 dot`), of the second (with `SYM`)
+/// where it passes the column's own thresholds.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pass_bits<T: Real, const NR: usize, const SYM: bool>(
+    dots: &[T; NR],
+    na: T,
+    nb: &[T; NR],
+    lab: &[u32; NR],
+    li: u32,
+    thr_pos: T,
+    thr_neg: T,
+    col_pos: &[T; NR],
+    col_neg: &[T; NR],
+) -> (u64, u64) {
+    #[cfg(target_arch = "x86_64")]
+    if NR == 32 && is_f32::<T>() && simd_level() == Simd::Avx512 {
+        let f = |v: &[T; NR]| v.as_ptr().cast::<f32>();
+        let one = |v: T| -> f32 { v.to_f64() as f32 };
+        // SAFETY: T is f32 and NR is 32 (checked); the CPU has AVX-512F (checked at run time).
+        return unsafe {
+            wide::pass_bits_f32x32::<SYM>(
+                f(dots),
+                one(na),
+                f(nb),
+                lab.as_ptr(),
+                li,
+                one(thr_pos),
+                one(thr_neg),
+                f(col_pos),
+                f(col_neg),
+            )
+        };
+    }
+    let (mut row, mut col) = (0u64, 0u64);
+    for c in 0..NR {
+        let v = na + nb[c] - T::TWO * dots[c];
+        let same = lab[c] == li;
+        let pass = (same & (v >= thr_pos)) | (!same & (v <= thr_neg));
+        row |= (pass as u64) << c;
+        if SYM {
+            let pass = (same & (v >= col_pos[c])) | (!same & (v <= col_neg[c]));
+            col |= (pass as u64) << c;
+        }
+    }
+    (row, col)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    use std::arch::x86_64::*;
+
+    /// [`super::pass_bits`] for 32 f32 columns in two 16-lane registers: the
+    /// same IEEE operations per lane (`(na + nb) - 2 dot`), so the same bits.
+    ///
+    /// # Safety
+    /// Every pointer holds 32 values; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn pass_bits_f32x32<const SYM: bool>(
+        dots: *const f32,
+        na: f32,
+        nb: *const f32,
+        lab: *const u32,
+        li: u32,
+        thr_pos: f32,
+        thr_neg: f32,
+        col_pos: *const f32,
+        col_neg: *const f32,
+    ) -> (u64, u64) {
+        let (na, two) = (_mm512_set1_ps(na), _mm512_set1_ps(2.0));
+        let (tp, tn) = (_mm512_set1_ps(thr_pos), _mm512_set1_ps(thr_neg));
+        let li = _mm512_set1_epi32(li as i32);
+        let (mut row, mut col) = (0u64, 0u64);
+        for h in 0..2 {
+            let o = 16 * h;
+            let v = _mm512_sub_ps(
+                _mm512_add_ps(na, _mm512_loadu_ps(nb.add(o))),
+                _mm512_mul_ps(two, _mm512_loadu_ps(dots.add(o))),
+            );
+            let same = _mm512_cmpeq_epi32_mask(_mm512_loadu_si512(lab.add(o).cast()), li);
+            let ge = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, tp);
+            let le = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(v, tn);
+            row |= u64::from((same & ge) | (!same & le)) << o;
+            if SYM {
+                let ge = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, _mm512_loadu_ps(col_pos.add(o)));
+                let le = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(v, _mm512_loadu_ps(col_neg.add(o)));
+                col |= u64::from((same & ge) | (!same & le)) << o;
+            }
+        }
+        (row, col)
+    }
 }
 
 /// Picks the exact extreme among a row's candidates (or by a full exact scan).

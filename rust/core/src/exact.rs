@@ -64,7 +64,32 @@ impl<'a, T: Real> Exact<'a, T> {
 
     /// `add_grad` given `d2(i, j)` (needed for Euclidean only; callers reuse
     /// the value of `d2(j, i)`, the same bits).
+    #[inline]
     pub fn add_grad_d2(&self, i: usize, j: usize, coef: f64, d2: Option<f64>, out: &mut [f64]) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the CPU supports AVX2 (checked at run time).
+            return unsafe { self.add_grad_d2_avx2(i, j, coef, d2, out) };
+        }
+        self.add_grad_d2_impl(i, j, coef, d2, out)
+    }
+
+    /// The same operations on wider registers (no FMA contraction): same bits.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn add_grad_d2_avx2(
+        &self,
+        i: usize,
+        j: usize,
+        coef: f64,
+        d2: Option<f64>,
+        out: &mut [f64],
+    ) {
+        self.add_grad_d2_impl(i, j, coef, d2, out)
+    }
+
+    #[inline(always)]
+    fn add_grad_d2_impl(&self, i: usize, j: usize, coef: f64, d2: Option<f64>, out: &mut [f64]) {
         let (a, b) = (self.x.row(i), self.y.row(j));
         match self.metric {
             Metric::Euclidean => {
