@@ -228,6 +228,18 @@ def analyze(
     return out
 
 
+def json_safe(v: Any) -> Any:
+    """``v`` with every non-finite float (which JSON cannot hold) as ``None``,
+    through nested dicts, lists and tuples."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: json_safe(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [json_safe(x) for x in v]
+    return v
+
+
 def _f(v: float) -> str:
     return f"{v:.4g}" if math.isfinite(v) else str(v)
 

@@ -270,23 +270,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         result["plots"] = write_plots(x, labels, result, args.plots)
     result["seconds"] = time.perf_counter() - t0
     if args.json:
-        print(json.dumps(_finite(result), indent=2))
+        print(json.dumps(analysis.json_safe(result), indent=2))
     else:
         print(analysis.format_text(result, str(args.embeddings)))
         if args.plots is not None:
             print(f"\nplots: {', '.join(result['plots'])}")
     return 0
-
-
-def _finite(v: Any) -> Any:
-    """JSON has no NaN/inf: null instead."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_finite(x) for x in v]
-    return v
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

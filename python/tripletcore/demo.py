@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import __version__
-from .analysis import collapse_indicators, has_triplet
+from .analysis import collapse_indicators, has_triplet, json_safe
 from .evaluation import retrieval_metrics
 from .geometry import hardest_triplet
 
@@ -408,16 +408,6 @@ def check_config(cfg: DemoConfig) -> None:
 
 def _jsonable(r: DemoResult) -> dict[str, Any]:
     d = asdict(r)
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
     d["versions"] = {
         "tripletcore": __version__,
         "python": platform.python_version(),
@@ -425,7 +415,8 @@ def _jsonable(r: DemoResult) -> dict[str, Any]:
         "torch": importlib.import_module("torch").__version__,
     }
     d["command"] = "tripletcore demo " + " ".join(sys.argv[2:]) if _is_cli() else None
-    return {k: clean(v) for k, v in d.items()}
+    out: dict[str, Any] = json_safe(d)
+    return out
 
 
 def _is_cli() -> bool:
