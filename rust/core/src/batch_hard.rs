@@ -22,7 +22,7 @@ use crate::prep::{
 };
 use crate::real::Real;
 use crate::scale::{distance_factor, with_safe_scale};
-use crate::tile::{for_each_tile, is_f32, simd_level, Simd};
+use crate::tile::{for_each_tile, is_f32, simd_level, with_tile_shape, Simd};
 
 /// Per-anchor result; `-1` / NaN where an anchor has no positive or negative.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,13 +187,7 @@ pub fn batch_hard<T: Real>(
     }
     with_safe_scale(x, reference.map(|r| r.0), |x, y, s| {
         let reference = y.zip(reference.map(|r| r.1));
-        let wide = simd_level() == Simd::Avx512;
-        let mut out = match (is_f32::<T>(), wide) {
-            (true, true) => run::<T, 12, 32>(x, labels, reference, metric),
-            (true, false) => run::<T, 6, 16>(x, labels, reference, metric),
-            (false, true) => run::<T, 12, 16>(x, labels, reference, metric),
-            (false, false) => run::<T, 6, 8>(x, labels, reference, metric),
-        }?;
+        let mut out = with_tile_shape!(T, run(x, labels, reference, metric))?;
         let f = distance_factor(metric, s);
         if f != 1.0 {
             for v in out.pos_dist.iter_mut().chain(out.neg_dist.iter_mut()) {
@@ -700,12 +694,7 @@ const NN_CHUNK: usize = 8;
 /// bound is strictly below it, so a retired row cannot even tie. This is
 /// the early break of scipy's algorithm, applied per tile.
 pub(crate) fn nearest_for_max<T: Real>(x: &Matrix<T>, y: &Matrix<T>) -> Result<Vec<Option<usize>>> {
-    match (is_f32::<T>(), simd_level() == Simd::Avx512) {
-        (true, true) => nearest_for_max_impl::<T, 12, 32>(x, y),
-        (true, false) => nearest_for_max_impl::<T, 6, 16>(x, y),
-        (false, true) => nearest_for_max_impl::<T, 12, 16>(x, y),
-        (false, false) => nearest_for_max_impl::<T, 6, 8>(x, y),
-    }
+    with_tile_shape!(T, nearest_for_max_impl(x, y))
 }
 
 fn nearest_for_max_impl<T: Real, const MR: usize, const NR: usize>(

@@ -45,7 +45,7 @@ impl<'a, T: Real> Exact<'a, T> {
                 let (s, t) = (nx[i], ny[j]);
                 sq_diff_sum(a, b, &mut acc, |u, v| u.to_f64() / s - v.to_f64() / t)
             }
-            _ => sq_diff_sum(a, b, &mut acc, |u, v| u.to_f64() - v.to_f64()),
+            _ => return diff_sq_sum(a, b),
         }
         (acc[0] + acc[2]) + (acc[1] + acc[3])
     }
@@ -126,7 +126,7 @@ impl<'a, T: Real> Exact<'a, T> {
 
 /// `sum (a_k - b_k)^2` in f64, in the fixed order every exact distance
 /// of the crate uses (so equal sums are equal bits everywhere).
-#[inline]
+#[inline(always)]
 pub(crate) fn diff_sq_sum<T: Real>(a: &[T], b: &[T]) -> f64 {
     let mut acc = [0.0f64; 4];
     sq_diff_sum(a, b, &mut acc, |u, v| u.to_f64() - v.to_f64());

@@ -250,10 +250,6 @@ fn check_magnitude<T: Real>(max_norm2: f64, arg: &'static str) -> Result<()> {
     Ok(())
 }
 
-/// Below this many elements a packing pass runs on the calling thread: waking
-/// the pool costs more than the pass.
-const SERIAL_PACK: usize = SERIAL_LIMIT;
-
 /// Transforms one row into `out` (`(v - c)`, divided by `scale` if given),
 /// returning its squared norm summed in eight interleaved lanes: a fixed
 /// order (the same bits on every call), without a serial chain of adds.
@@ -332,19 +328,11 @@ fn pack_group_impl<T: Real>(
     norms: &mut [T],
 ) -> f64 {
     let rows = width.min(m.rows.saturating_sub(first));
-    let mut buf = [T::ZERO; 512];
-    let d = m.cols;
-    let mut heap = Vec::new();
-    let buf: &mut [T] = if d <= buf.len() {
-        &mut buf[..d]
-    } else {
-        heap.resize(d, T::ZERO);
-        &mut heap
-    };
+    let mut buf = vec![T::ZERO; m.cols];
     let mut max = 0.0f64;
     for (r, nrm) in norms.iter_mut().enumerate().take(rows) {
         let i = first + r;
-        let n2 = transform_row(m.row(i), center, scales.map(|s| s[i]), buf);
+        let n2 = transform_row(m.row(i), center, scales.map(|s| s[i]), &mut buf);
         for (o, &v) in out.chunks_exact_mut(width).zip(buf.iter()) {
             o[r] = v;
         }
@@ -366,7 +354,7 @@ fn pack_all<T: Real>(
     pack: impl Fn(usize, &mut [T], &mut [T]) -> f64 + Sync,
 ) -> f64 {
     assert!(group <= MAX_GROUP);
-    if out.len() <= SERIAL_PACK {
+    if out.len() <= SERIAL_LIMIT {
         return out
             .chunks_mut(group * d)
             .zip(norms.chunks_mut(group))

@@ -68,22 +68,20 @@ fn micro_tile<T: Real, const MR: usize, const NR: usize, const FMA: bool, const 
     acc: &mut [[T; NR]; MR],
 ) {
     assert!(a.len() >= MR * d && panel.len() >= NR * d);
+    // The compiler does not vectorise the wide f32 tile by itself.
     #[cfg(target_arch = "x86_64")]
-    if FMA && !SQDIFF && simd_level() == Simd::Avx512 {
-        // The compiler does not vectorise the wide f32 tile by itself.
-        if NR == 32 && is_f32::<T>() {
-            // SAFETY: T is f32 (checked), the lengths are asserted above, and
-            // the CPU has AVX-512F (checked at run time).
-            unsafe {
-                avx512::tile_f32_x32::<MR>(
-                    a.as_ptr().cast(),
-                    d,
-                    panel.as_ptr().cast(),
-                    acc.as_mut_ptr().cast(),
-                )
-            };
-            return;
-        }
+    if FMA && !SQDIFF && NR == 32 && is_f32::<T>() && simd_level() == Simd::Avx512 {
+        // SAFETY: T is f32 (checked), the lengths are asserted above, and
+        // the CPU has AVX-512F (checked at run time).
+        unsafe {
+            avx512::tile_f32_x32::<MR>(
+                a.as_ptr().cast(),
+                d,
+                panel.as_ptr().cast(),
+                acc.as_mut_ptr().cast(),
+            )
+        };
+        return;
     }
     *acc = [[T::ZERO; NR]; MR];
     for (ak, b) in a.chunks_exact(MR).zip(panel.chunks_exact(NR)).take(d) {
@@ -147,6 +145,23 @@ pub fn for_each_tile<T, const MR: usize, const NR: usize, const FMA: bool, const
 pub fn is_f32<T: 'static>() -> bool {
     std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
 }
+
+/// Calls `f::<T, MR, NR>(args)` with the tile shape of `T` on this CPU's
+/// widest path (the AVX-512 shapes where [`simd_level`] is AVX-512).
+macro_rules! with_tile_shape {
+    ($t:ty, $f:ident($($arg:expr),* $(,)?)) => {
+        match (
+            $crate::tile::is_f32::<$t>(),
+            $crate::tile::simd_level() == $crate::tile::Simd::Avx512,
+        ) {
+            (true, true) => $f::<$t, 12, 32>($($arg),*),
+            (true, false) => $f::<$t, 6, 16>($($arg),*),
+            (false, true) => $f::<$t, 12, 16>($($arg),*),
+            (false, false) => $f::<$t, 6, 8>($($arg),*),
+        }
+    };
+}
+pub(crate) use with_tile_shape;
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
