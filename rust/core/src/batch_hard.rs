@@ -12,10 +12,12 @@
 use std::ops::Range;
 
 use rayon::prelude::*;
+use smallvec::SmallVec;
 
 use crate::error::Result;
 use crate::exact::Exact;
 use crate::metric::Metric;
+use crate::parallel::on_pool;
 use crate::prep::{
     check_labels, check_same_dim, encode_labels, prepare_anchors, prepare_panels, row_norms,
     Anchors, Matrix, Panels, Transform,
@@ -35,6 +37,8 @@ pub struct BatchHard<T> {
 
 /// Candidate capacity per row before it is pruned, then declared overflowed.
 const CAP: usize = 64;
+/// Candidates held without a heap allocation (most rows end with one or two).
+const INLINE: usize = 4;
 /// Anchor rows per parallel task (a multiple of the tile height).
 const ROW_BLOCK: usize = 96;
 
@@ -42,7 +46,7 @@ const ROW_BLOCK: usize = 96;
 /// bound `best` on the minimum and every index whose lower bound is below it.
 struct MinTrack<T> {
     best: T,
-    cands: Vec<(T, u32)>,
+    cands: SmallVec<[(T, u32); INLINE]>,
     overflow: bool,
 }
 
@@ -50,7 +54,7 @@ impl<T: Real> MinTrack<T> {
     fn new() -> Self {
         MinTrack {
             best: T::from_f64(T::MAX_FINITE / 4.0),
-            cands: Vec::new(),
+            cands: SmallVec::new(),
             overflow: false,
         }
     }
@@ -78,7 +82,7 @@ impl<T: Real> MinTrack<T> {
             self.cands.retain(|c| c.0 <= best);
             if self.cands.len() >= CAP / 2 {
                 self.overflow = true;
-                self.cands = Vec::new();
+                self.cands = SmallVec::new();
             }
         }
     }
@@ -90,7 +94,7 @@ impl<T: Real> MinTrack<T> {
         }
         self.overflow |= other.overflow;
         if self.overflow {
-            self.cands = Vec::new();
+            self.cands = SmallVec::new();
         } else {
             self.cands.extend(other.cands);
         }
@@ -185,17 +189,56 @@ pub fn batch_hard<T: Real>(
         check_same_dim(x, y)?;
         check_labels(ref_labels, y.rows, "ref_labels", "Y")?;
     }
-    with_safe_scale(x, reference.map(|r| r.0), |x, y, s| {
-        let reference = y.zip(reference.map(|r| r.1));
-        let mut out = with_tile_shape!(T, run(x, labels, reference, metric))?;
-        let f = distance_factor(metric, s);
-        if f != 1.0 {
-            for v in out.pos_dist.iter_mut().chain(out.neg_dist.iter_mut()) {
-                *v = T::from_f64(v.to_f64() * f);
-            }
-        }
-        Ok(out)
+    on_pool(|| {
+        with_safe_scale(x, reference.map(|r| r.0), |x, y, s| {
+            let reference = y.zip(reference.map(|r| r.1));
+            let mined = with_tile_shape!(T, run(x, labels, reference, metric))?;
+            let f = distance_factor(metric, s);
+            Ok(mined.distances(metric, f))
+        })
     })
+}
+
+/// Batch-hard picks of `x` (already in the safe range) against itself with
+/// the picks' exact squared distances, for the loss.
+pub(crate) fn batch_hard_picks<T: Real>(
+    x: &Matrix<T>,
+    labels: &[i64],
+    metric: Metric,
+) -> Result<Picks> {
+    with_tile_shape!(T, run(x, labels, None, metric))
+}
+
+/// Per anchor the hardest positive and negative (-1 where none) and their
+/// exact squared distances (f64, on the scaled data; NaN where none).
+pub(crate) struct Picks {
+    pub pos_idx: Vec<i64>,
+    pub pos_d2: Vec<f64>,
+    pub neg_idx: Vec<i64>,
+    pub neg_d2: Vec<f64>,
+}
+
+impl Picks {
+    /// The distances in the caller's units (`f`: the safe scale's factor).
+    fn distances<T: Real>(self, metric: Metric, f: f64) -> BatchHard<T> {
+        let dist = |d2: &[f64]| -> Vec<T> {
+            d2.iter()
+                .map(|&v| {
+                    if v.is_nan() {
+                        T::NAN
+                    } else {
+                        T::from_f64(metric.from_d2(v) * f)
+                    }
+                })
+                .collect()
+        };
+        BatchHard {
+            pos_dist: dist(&self.pos_d2),
+            neg_dist: dist(&self.neg_d2),
+            pos_idx: self.pos_idx,
+            neg_idx: self.neg_idx,
+        }
+    }
 }
 
 fn run<T: Real, const MR: usize, const NR: usize>(
@@ -203,7 +246,7 @@ fn run<T: Real, const MR: usize, const NR: usize>(
     labels: &[i64],
     reference: Option<(&Matrix<T>, &[i64])>,
     metric: Metric,
-) -> Result<BatchHard<T>> {
+) -> Result<Picks> {
     let (cx, cy) = encode_labels(labels, reference.map(|r| r.1));
     let y = reference.map_or(*x, |r| *r.0);
     let nx = row_norms(x, metric, "X")?;
@@ -244,7 +287,7 @@ fn run<T: Real, const MR: usize, const NR: usize>(
     let nblocks = n.div_ceil(ROW_BLOCK);
     let block_rows = |b: usize| (b * ROW_BLOCK)..((b + 1) * ROW_BLOCK).min(n);
     let np = panels.count();
-    let rows: Vec<(i64, T, i64, T)> = if reference.is_some() {
+    let rows: Vec<(i64, f64, i64, f64)> = if reference.is_some() {
         (0..nblocks)
             .into_par_iter()
             .flat_map_iter(|b| {
@@ -335,17 +378,17 @@ fn run<T: Real, const MR: usize, const NR: usize>(
             .map(|(i, st)| finish_row(&ctx, &exact, i, &st.expect("every row scanned")))
             .collect()
     };
-    let mut out = BatchHard {
+    let mut out = Picks {
         pos_idx: Vec::with_capacity(n),
-        pos_dist: Vec::with_capacity(n),
+        pos_d2: Vec::with_capacity(n),
         neg_idx: Vec::with_capacity(n),
-        neg_dist: Vec::with_capacity(n),
+        neg_d2: Vec::with_capacity(n),
     };
     for (pi, pd, ni, nd) in rows {
         out.pos_idx.push(pi);
-        out.pos_dist.push(pd);
+        out.pos_d2.push(pd);
         out.neg_idx.push(ni);
-        out.neg_dist.push(nd);
+        out.neg_d2.push(nd);
     }
     Ok(out)
 }
@@ -633,13 +676,14 @@ mod wide {
     }
 }
 
-/// Picks the exact extreme among a row's candidates (or by a full exact scan).
+/// Picks the exact extreme among a row's candidates (or by a full exact
+/// scan): `(pos_idx, pos_d2, neg_idx, neg_d2)`.
 fn finish_row<T: Real>(
     ctx: &Ctx<T>,
     exact: &Exact<T>,
     i: usize,
     st: &RowState<T>,
-) -> (i64, T, i64, T) {
+) -> (i64, f64, i64, f64) {
     let li = ctx.xlab[i];
     let n_ref = ctx.ylab.len();
     let is_pos = |j: usize| ctx.ylab[j] == li && !(ctx.self_excluded && j == i);
@@ -673,10 +717,9 @@ fn finish_row<T: Real>(
         Some(mut it) => pick(&mut it, false),
         None => pick(&mut (0..n_ref).filter(|&j| is_neg(j)), false),
     };
-    let metric = exact.metric;
     let fmt = |b: Option<(f64, usize)>| match b {
-        Some((d2, j)) => (j as i64, T::from_f64(metric.from_d2(d2))),
-        None => (-1, T::NAN),
+        Some((d2, j)) => (j as i64, d2),
+        None => (-1, f64::NAN),
     };
     let (pi, pd) = fmt(pos);
     let (ni, nd) = fmt(neg);

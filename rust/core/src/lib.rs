@@ -15,6 +15,7 @@ mod kdtree;
 pub mod knn;
 pub mod loss;
 pub mod metric;
+mod parallel;
 pub mod prep;
 pub mod real;
 mod scale;

@@ -9,11 +9,12 @@
 
 use rayon::prelude::*;
 
-use crate::batch_hard::batch_hard;
+use crate::batch_hard::batch_hard_picks;
 use crate::cdist::DistanceBlocks;
 use crate::error::{CoreError, Result};
 use crate::exact::Exact;
 use crate::metric::Metric;
+use crate::parallel::on_pool;
 use crate::prep::{check_labels, encode_labels, row_norms, Matrix, SERIAL_LIMIT};
 use crate::real::Real;
 use crate::scale::{distance_factor, with_safe_scale};
@@ -141,17 +142,19 @@ pub fn triplet_margin_loss<T: Real>(
 ) -> Result<LossOutput<T>> {
     check_labels(labels, x.rows, "labels", "X")?;
     check_margin(opts.margin, false)?;
-    with_safe_scale(x, None, |x, _, s| {
-        // On x / s, distances are d / f; the gradient picks up f / s.
-        let f = distance_factor(metric, s);
-        let mut out = scaled_loss(x, labels, metric, opts, f)?;
-        let g = f / s;
-        if g != 1.0 {
-            out.grad
-                .par_iter_mut()
-                .for_each(|v| *v = T::from_f64(v.to_f64() * g));
-        }
-        Ok(out)
+    on_pool(|| {
+        with_safe_scale(x, None, |x, _, s| {
+            // On x / s, distances are d / f; the gradient picks up f / s.
+            let f = distance_factor(metric, s);
+            let mut out = scaled_loss(x, labels, metric, opts, f)?;
+            let g = f / s;
+            if g != 1.0 {
+                out.grad
+                    .par_iter_mut()
+                    .for_each(|v| *v = T::from_f64(v.to_f64() * g));
+            }
+            Ok(out)
+        })
     })
 }
 
@@ -177,14 +180,14 @@ fn scaled_loss<T: Real>(
     let codes = || encode_labels(labels, None).0;
     match opts.mining {
         Mining::BatchHard => {
-            let bh = batch_hard(x, labels, None, metric)?;
-            // Each exact squared distance once: for the loss and the gradient.
+            let bh = batch_hard_picks(x, labels, metric)?;
+            // The picks' exact squared distances serve the loss and the gradient.
             let mut d2s = Vec::with_capacity(x.rows);
             let ts: Vec<Triplet> = (0..x.rows)
                 .filter(|&a| bh.pos_idx[a] >= 0 && bh.neg_idx[a] >= 0)
                 .map(|a| {
                     let (p, n) = (bh.pos_idx[a] as usize, bh.neg_idx[a] as usize);
-                    let (ap, an) = (exact.d2(a, p), exact.d2(a, n));
+                    let (ap, an) = (bh.pos_d2[a], bh.neg_d2[a]);
                     d2s.push((ap, an));
                     Triplet {
                         a: a as u32,

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
 use crate::metric::Metric;
-use crate::real::Real;
+use crate::real::{all_finite, Real};
 use crate::tile::has_avx2_fma;
 
 /// Passes over at most this many values run on the calling thread: handing
@@ -32,7 +32,6 @@ impl<'a, T: Real> Matrix<'a, T> {
                 detail: format!("buffer of {} values is not {rows} x {cols}", data.len()),
             });
         }
-        let all_finite = |c: &[T]| c.iter().all(|v| v.to_f64().is_finite());
         let finite = if data.len() <= SERIAL_LIMIT {
             all_finite(data)
         } else {

@@ -30,6 +30,26 @@ pub trait Real:
     fn to_f64(self) -> f64;
     /// Fused multiply-add `self * a + b`; only called where FMA hardware is known.
     fn fused_mul_add(self, a: Self, b: Self) -> Self;
+    /// The largest magnitude bit pattern (sign cleared) of `values`, 0 when
+    /// empty: such patterns order like the magnitudes, with the non-finite
+    /// ones above every finite one, and an integer maximum vectorises.
+    fn max_magnitude_bits(values: &[Self]) -> u64;
+    /// Bit pattern of +infinity.
+    const INFINITY_BITS: u64;
+    /// The value of a magnitude bit pattern, as f64.
+    fn from_magnitude_bits(bits: u64) -> f64;
+}
+
+/// Every value finite (neither NaN nor infinite).
+#[inline]
+pub(crate) fn all_finite<T: Real>(values: &[T]) -> bool {
+    T::max_magnitude_bits(values) < T::INFINITY_BITS
+}
+
+/// The largest |value| (NaN if any value is NaN).
+#[inline]
+pub(crate) fn max_abs<T: Real>(values: &[T]) -> f64 {
+    T::from_magnitude_bits(T::max_magnitude_bits(values))
 }
 
 impl Real for f32 {
@@ -52,6 +72,19 @@ impl Real for f32 {
     fn fused_mul_add(self, a: Self, b: Self) -> Self {
         self.mul_add(a, b)
     }
+    const INFINITY_BITS: u64 = f32::INFINITY.to_bits() as u64;
+    #[inline]
+    fn max_magnitude_bits(values: &[Self]) -> u64 {
+        let m = values
+            .iter()
+            .map(|v| v.to_bits() & !(1 << 31))
+            .fold(0, u32::max);
+        m as u64
+    }
+    #[inline(always)]
+    fn from_magnitude_bits(bits: u64) -> f64 {
+        f32::from_bits(bits as u32) as f64
+    }
 }
 
 impl Real for f64 {
@@ -73,5 +106,17 @@ impl Real for f64 {
     #[inline(always)]
     fn fused_mul_add(self, a: Self, b: Self) -> Self {
         self.mul_add(a, b)
+    }
+    const INFINITY_BITS: u64 = f64::INFINITY.to_bits();
+    #[inline]
+    fn max_magnitude_bits(values: &[Self]) -> u64 {
+        values
+            .iter()
+            .map(|v| v.to_bits() & !(1 << 63))
+            .fold(0, u64::max)
+    }
+    #[inline(always)]
+    fn from_magnitude_bits(bits: u64) -> f64 {
+        f64::from_bits(bits)
     }
 }

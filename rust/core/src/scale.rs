@@ -7,17 +7,19 @@ use rayon::prelude::*;
 
 use crate::metric::Metric;
 use crate::prep::{Matrix, SERIAL_LIMIT};
-use crate::real::Real;
+use crate::real::{max_abs, Real};
 
-/// Largest |value| of the matrices.
-fn max_abs<T: Real>(ms: &[&Matrix<T>]) -> f64 {
+/// Largest |value| of the matrices (finite, as `Matrix::new` checked).
+fn max_abs_of<T: Real>(ms: &[&Matrix<T>]) -> f64 {
     ms.iter()
         .map(|m| {
-            let abs = |v: &T| v.to_f64().abs();
             if m.data.len() <= SERIAL_LIMIT {
-                m.data.iter().map(abs).fold(0.0, f64::max)
+                max_abs(m.data)
             } else {
-                m.data.par_iter().map(abs).reduce(|| 0.0, f64::max)
+                m.data
+                    .par_chunks(1 << 14)
+                    .map(max_abs)
+                    .reduce(|| 0.0, f64::max)
             }
         })
         .fold(0.0, f64::max)
@@ -26,7 +28,7 @@ fn max_abs<T: Real>(ms: &[&Matrix<T>]) -> f64 {
 /// The power of two to divide by (1 when the data is in the safe range:
 /// max |x| within 2^±(emax/4), where squares and their sums stay normal).
 pub(crate) fn pow2_scale<T: Real>(ms: &[&Matrix<T>]) -> f64 {
-    let amax = max_abs(ms);
+    let amax = max_abs_of(ms);
     let limit = T::MAX_FINITE.log2().floor() / 4.0;
     if amax == 0.0 || (amax.log2() > -limit && amax.log2() < limit) {
         return 1.0;
