@@ -17,7 +17,7 @@ use smallvec::SmallVec;
 use crate::error::Result;
 use crate::exact::Exact;
 use crate::metric::Metric;
-use crate::parallel::on_pool;
+use crate::parallel::{map_range, on_pool, worth_parallel};
 use crate::prep::{
     check_labels, check_same_dim, encode_labels, prepare_anchors, prepare_panels, row_norms,
     Anchors, Matrix, Panels, Transform,
@@ -189,10 +189,12 @@ pub fn batch_hard<T: Real>(
         check_same_dim(x, y)?;
         check_labels(ref_labels, y.rows, "ref_labels", "Y")?;
     }
-    on_pool(|| {
+    let n_ref = reference.map_or(x.rows, |r| r.0.rows);
+    let parallel = worth_parallel(x.rows * n_ref * x.cols);
+    on_pool(parallel, || {
         with_safe_scale(x, reference.map(|r| r.0), |x, y, s| {
             let reference = y.zip(reference.map(|r| r.1));
-            let mined = with_tile_shape!(T, run(x, labels, reference, metric))?;
+            let mined = with_tile_shape!(T, run(x, labels, reference, metric, parallel))?;
             let f = distance_factor(metric, s);
             Ok(mined.distances(metric, f))
         })
@@ -205,8 +207,9 @@ pub(crate) fn batch_hard_picks<T: Real>(
     x: &Matrix<T>,
     labels: &[i64],
     metric: Metric,
+    parallel: bool,
 ) -> Result<Picks> {
-    with_tile_shape!(T, run(x, labels, None, metric))
+    with_tile_shape!(T, run(x, labels, None, metric, parallel))
 }
 
 /// Per anchor the hardest positive and negative (-1 where none) and their
@@ -246,6 +249,7 @@ fn run<T: Real, const MR: usize, const NR: usize>(
     labels: &[i64],
     reference: Option<(&Matrix<T>, &[i64])>,
     metric: Metric,
+    parallel: bool,
 ) -> Result<Picks> {
     let (cx, cy) = encode_labels(labels, reference.map(|r| r.1));
     let y = reference.map_or(*x, |r| *r.0);
@@ -288,21 +292,18 @@ fn run<T: Real, const MR: usize, const NR: usize>(
     let block_rows = |b: usize| (b * ROW_BLOCK)..((b + 1) * ROW_BLOCK).min(n);
     let np = panels.count();
     let rows: Vec<(i64, f64, i64, f64)> = if reference.is_some() {
-        (0..nblocks)
-            .into_par_iter()
-            .flat_map_iter(|b| {
-                let rows = block_rows(b);
-                let mut states: Vec<RowState<T>> = rows.clone().map(|_| RowState::new()).collect();
-                scan_block::<T, MR, NR>(&ctx, rows.clone(), 0..np, &mut states, None, simd);
-                let r0 = rows.start;
-                states
-                    .into_iter()
-                    .enumerate()
-                    .map(move |(k, st)| (r0 + k, st))
-                    .collect::<Vec<_>>()
-            })
-            .map(|(i, st)| finish_row(&ctx, &exact, i, &st))
-            .collect()
+        let blocks = map_range(parallel, nblocks, |b| {
+            let rows = block_rows(b);
+            let mut states: Vec<RowState<T>> = rows.clone().map(|_| RowState::new()).collect();
+            scan_block::<T, MR, NR>(&ctx, rows.clone(), 0..np, &mut states, None, simd);
+            let r0 = rows.start;
+            states
+                .iter()
+                .enumerate()
+                .map(|(k, st)| finish_row(&ctx, &exact, r0 + k, st))
+                .collect::<Vec<_>>()
+        });
+        blocks.into_iter().flatten().collect()
     } else {
         // Symmetric: block pairs (I, J) with J >= I only. Diagonal blocks
         // update their own rows; the others also update the rows of J
@@ -312,7 +313,12 @@ fn run<T: Real, const MR: usize, const NR: usize>(
         // fresh column states accept every value until their bounds tighten,
         // so each extra group costs a scan's worth of offers. Blocks (work
         // nblocks - b) go largest first to the least loaded group.
-        let groups = rayon::current_num_threads().clamp(1, nblocks);
+        let threads = if parallel {
+            rayon::current_num_threads()
+        } else {
+            1
+        };
+        let groups = threads.clamp(1, nblocks);
         let mut members: Vec<Vec<usize>> = vec![Vec::new(); groups];
         let mut load = vec![0usize; groups];
         for b in 0..nblocks {
@@ -320,46 +326,36 @@ fn run<T: Real, const MR: usize, const NR: usize>(
             members[g].push(b);
             load[g] += nblocks - b;
         }
-        let (owned, cols) = members
-            .into_par_iter()
-            .map(|blocks| {
-                let mut owned: OwnedRows<T> = Vec::new();
-                let mut cols = ColumnStates::new();
-                for b in blocks {
-                    let rows = block_rows(b);
-                    let mut states: Vec<RowState<T>> =
-                        rows.clone().map(|_| RowState::new()).collect();
-                    let diag = b * per_block..(b + 1) * per_block;
+        let scanned = map_range(parallel, groups, |g| {
+            let mut owned: OwnedRows<T> = Vec::new();
+            let mut cols = ColumnStates::new();
+            for &b in &members[g] {
+                let rows = block_rows(b);
+                let mut states: Vec<RowState<T>> = rows.clone().map(|_| RowState::new()).collect();
+                let diag = b * per_block..(b + 1) * per_block;
+                scan_block::<T, MR, NR>(&ctx, rows.clone(), diag.clone(), &mut states, None, simd);
+                if diag.end < np {
+                    cols.ensure(n, NR);
                     scan_block::<T, MR, NR>(
                         &ctx,
-                        rows.clone(),
-                        diag.clone(),
+                        rows,
+                        diag.end..np,
                         &mut states,
-                        None,
+                        Some(&mut cols),
                         simd,
                     );
-                    if diag.end < np {
-                        cols.ensure(n, NR);
-                        scan_block::<T, MR, NR>(
-                            &ctx,
-                            rows,
-                            diag.end..np,
-                            &mut states,
-                            Some(&mut cols),
-                            simd,
-                        );
-                    }
-                    owned.push((b, states));
                 }
-                (owned, cols)
-            })
-            .reduce(
-                || (Vec::new(), ColumnStates::new()),
-                |(mut oa, ca), (ob, cb)| {
-                    oa.extend(ob);
-                    (oa, ca.merge(cb))
-                },
-            );
+                owned.push((b, states));
+            }
+            (owned, cols)
+        });
+        let (owned, cols) = scanned.into_iter().fold(
+            (Vec::new(), ColumnStates::new()),
+            |(mut oa, ca), (ob, cb)| {
+                oa.extend(ob);
+                (oa, ca.merge(cb))
+            },
+        );
         let mut states: Vec<Option<RowState<T>>> = (0..n).map(|_| None).collect();
         for (b, sts) in owned {
             for (k, st) in sts.into_iter().enumerate() {
@@ -372,11 +368,10 @@ fn run<T: Real, const MR: usize, const NR: usize>(
                 st.as_mut().expect("every row scanned").merge(c);
             }
         }
-        states
-            .into_par_iter()
-            .enumerate()
-            .map(|(i, st)| finish_row(&ctx, &exact, i, &st.expect("every row scanned")))
-            .collect()
+        map_range(parallel, n, |i| {
+            let st = states[i].as_ref().expect("every row scanned");
+            finish_row(&ctx, &exact, i, st)
+        })
     };
     let mut out = Picks {
         pos_idx: Vec::with_capacity(n),

@@ -14,7 +14,7 @@ use crate::cdist::DistanceBlocks;
 use crate::error::{CoreError, Result};
 use crate::exact::Exact;
 use crate::metric::Metric;
-use crate::parallel::on_pool;
+use crate::parallel::{on_pool, worth_parallel};
 use crate::prep::{check_labels, encode_labels, row_norms, Matrix, SERIAL_LIMIT};
 use crate::real::Real;
 use crate::scale::{distance_factor, with_safe_scale};
@@ -142,11 +142,13 @@ pub fn triplet_margin_loss<T: Real>(
 ) -> Result<LossOutput<T>> {
     check_labels(labels, x.rows, "labels", "X")?;
     check_margin(opts.margin, false)?;
-    on_pool(|| {
+    // Batch-hard of a small batch runs here; the other minings always use the pool.
+    let parallel = opts.mining != Mining::BatchHard || worth_parallel(x.rows * x.rows * x.cols);
+    on_pool(parallel, || {
         with_safe_scale(x, None, |x, _, s| {
             // On x / s, distances are d / f; the gradient picks up f / s.
             let f = distance_factor(metric, s);
-            let mut out = scaled_loss(x, labels, metric, opts, f)?;
+            let mut out = scaled_loss(x, labels, metric, opts, f, parallel)?;
             let g = f / s;
             if g != 1.0 {
                 out.grad
@@ -167,6 +169,7 @@ fn scaled_loss<T: Real>(
     metric: Metric,
     opts: LossOptions,
     f: f64,
+    parallel: bool,
 ) -> Result<LossOutput<T>> {
     let scales = row_norms(x, metric, "X")?;
     let exact = Exact {
@@ -180,7 +183,7 @@ fn scaled_loss<T: Real>(
     let codes = || encode_labels(labels, None).0;
     match opts.mining {
         Mining::BatchHard => {
-            let bh = batch_hard_picks(x, labels, metric)?;
+            let bh = batch_hard_picks(x, labels, metric, parallel)?;
             // The picks' exact squared distances serve the loss and the gradient.
             let mut d2s = Vec::with_capacity(x.rows);
             let ts: Vec<Triplet> = (0..x.rows)
@@ -198,7 +201,7 @@ fn scaled_loss<T: Real>(
                     }
                 })
                 .collect();
-            Ok(explicit_loss(&exact, &ts, Some(&d2s), opts))
+            Ok(explicit_loss(&exact, &ts, Some(&d2s), opts, parallel))
         }
         Mining::SemiHard => {
             let mut ts = mine(&exact, &codes(), opts.margin / f, opts.fallback);
@@ -206,7 +209,7 @@ fn scaled_loss<T: Real>(
                 t.dap *= f;
                 t.dan *= f;
             }
-            Ok(explicit_loss(&exact, &ts, None, opts))
+            Ok(explicit_loss(&exact, &ts, None, opts, parallel))
         }
         Mining::BatchAll => batch_all_loss(x, &exact, &codes(), opts, f),
     }
@@ -218,6 +221,7 @@ fn explicit_loss<T: Real>(
     ts: &[Triplet],
     d2s: Option<&[(f64, f64)]>,
     opts: LossOptions,
+    parallel: bool,
 ) -> LossOutput<T> {
     let (n, d) = (exact.x.rows, exact.x.cols);
     let terms: Vec<(f64, f64)> = ts
@@ -282,7 +286,7 @@ fn explicit_loss<T: Real>(
         }
     };
     // The work is O(4 d) per triplet: a small batch is done on this thread.
-    if 4 * ts.len() * d <= SERIAL_LIMIT {
+    if !parallel || 4 * ts.len() * d <= SERIAL_LIMIT {
         let mut buf = vec![0.0f64; d];
         grad.chunks_mut(d)
             .enumerate()

@@ -1,9 +1,38 @@
 //! Where the kernels' parallel passes run.
 
-/// Runs `f` on a worker of rayon's global pool. A kernel makes several
-/// parallel passes; started from a thread outside the pool, each would
-/// hand its work over and block the caller (two wake-ups per pass). From
-/// inside, the caller hands over once and the passes start locally.
-pub(crate) fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    rayon::scope(|_| f())
+use rayon::prelude::*;
+
+/// Kernels of at most this many multiply-adds run on the calling thread:
+/// below it, waking the pool's workers (and their spinning afterwards on a
+/// 2-core machine) costs more than the second core gains.
+const SERIAL_WORK: usize = 1 << 24;
+
+/// Whether a kernel of `work` multiply-adds runs in parallel.
+pub(crate) fn worth_parallel(work: usize) -> bool {
+    work > SERIAL_WORK
+}
+
+/// Runs `f` on a worker of rayon's global pool when `parallel`, else here.
+/// A kernel makes several parallel passes; started from a thread outside
+/// the pool, each would hand its work over and block the caller (two
+/// wake-ups per pass). From inside, the caller hands over once.
+pub(crate) fn on_pool<R: Send>(parallel: bool, f: impl FnOnce() -> R + Send) -> R {
+    if parallel {
+        rayon::scope(|_| f())
+    } else {
+        f()
+    }
+}
+
+/// `(0..n).map(f)` collected, in parallel when `parallel`.
+pub(crate) fn map_range<R: Send>(
+    parallel: bool,
+    n: usize,
+    f: impl Fn(usize) -> R + Sync + Send,
+) -> Vec<R> {
+    if parallel {
+        (0..n).into_par_iter().map(f).collect()
+    } else {
+        (0..n).map(f).collect()
+    }
 }
