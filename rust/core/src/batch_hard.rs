@@ -259,13 +259,20 @@ fn run<T: Real, const MR: usize, const NR: usize>(
         None => None,
     };
     let tf = Transform::new(x, reference.map(|r| r.0), nx.as_deref(), ny.as_deref());
-    let anchors = prepare_anchors(x, &tf, MR, "X")?;
     let (ylabels, yname) = if reference.is_some() {
         (&cy, "Y")
     } else {
         (&cx, "X")
     };
-    let panels = prepare_panels(&y, ylabels, &tf, reference.is_none(), NR, yname)?;
+    // The two packings are independent: side by side, each fills a core.
+    let pack_x = || prepare_anchors(x, &tf, MR, "X");
+    let pack_y = || prepare_panels(&y, ylabels, &tf, reference.is_none(), NR, yname);
+    let (anchors, panels) = if parallel {
+        rayon::join(pack_x, pack_y)
+    } else {
+        (pack_x(), pack_y())
+    };
+    let (anchors, panels) = (anchors?, panels?);
     let exact = Exact {
         x: *x,
         y,

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use crate::error::{CoreError, Result};
 use crate::metric::Metric;
 use crate::real::{all_finite, Real};
-use crate::tile::has_avx2_fma;
+use crate::tile::{has_avx2_fma, is_f32};
 
 /// Passes over at most this many values run on the calling thread: handing
 /// them to the pool (a wake-up per worker) costs more than the pass.
@@ -175,6 +175,13 @@ impl<'s> Transform<'s> {
     }
 }
 
+impl Transform<'_> {
+    /// The centre rounded to `T` (the shift of unscaled rows).
+    fn center_in<T: Real>(&self) -> Vec<T> {
+        self.center.iter().map(|&c| T::from_f64(c)).collect()
+    }
+}
+
 fn column_sums<T: Real>(m: &Matrix<T>) -> Vec<f64> {
     if m.data.len() <= SERIAL_LIMIT {
         let mut acc = vec![0.0f64; m.cols];
@@ -252,10 +259,19 @@ fn check_magnitude<T: Real>(max_norm2: f64, arg: &'static str) -> Result<()> {
 /// Transforms one row into `out` (`(v - c)`, divided by `scale` if given),
 /// returning its squared norm summed in eight interleaved lanes: a fixed
 /// order (the same bits on every call), without a serial chain of adds.
+/// Without a scale the shift is taken in `T` (`center_t`, the centre
+/// rounded once): a common shift does not change distances, and each value
+/// is rounded once either way.
 #[inline(always)]
-fn transform_row<T: Real>(row: &[T], center: &[f64], scale: Option<f64>, out: &mut [T]) -> f64 {
-    // Two simple loops (map, then sum of squares) so both vectorise.
-    let (out, row, center) = (&mut out[..row.len()], row, &center[..row.len()]);
+fn transform_row<T: Real>(
+    row: &[T],
+    center: &[f64],
+    center_t: &[T],
+    scale: Option<f64>,
+    out: &mut [T],
+) -> f64 {
+    // Simple loops (map, then sum of squares) so that each vectorises.
+    let out = &mut out[..row.len()];
     match scale {
         Some(s) => {
             for ((o, v), c) in out.iter_mut().zip(row).zip(center) {
@@ -263,13 +279,20 @@ fn transform_row<T: Real>(row: &[T], center: &[f64], scale: Option<f64>, out: &m
             }
         }
         None => {
-            for ((o, v), c) in out.iter_mut().zip(row).zip(center) {
-                *o = T::from_f64(v.to_f64() - c);
+            for ((o, &v), &c) in out.iter_mut().zip(row).zip(center_t) {
+                *o = v - c;
             }
         }
     }
     let mut acc = [0.0f64; 8];
     let mut lanes = out.chunks_exact(8);
+    #[cfg(target_arch = "x86_64")]
+    if is_f32::<T>() && has_avx2_fma() {
+        let full = out.len() / 8 * 8;
+        // SAFETY: T is f32 (checked); the CPU has AVX2 (checked at run time).
+        acc = unsafe { wide::lane_squares_f32(out.as_ptr().cast(), full) };
+        lanes = out[full..].chunks_exact(8);
+    }
     for t in &mut lanes {
         for l in 0..8 {
             acc[l] += t[l].to_f64() * t[l].to_f64();
@@ -283,60 +306,110 @@ fn transform_row<T: Real>(row: &[T], center: &[f64], scale: Option<f64>, out: &m
 
 /// Transforms rows `first..first + width` of `m` (fewer at the end) into the
 /// k-major group `out[k * width + r]`, their squared norms into `norms`;
-/// returns the largest.
+/// returns the largest. `scratch` holds `width * d` values.
+#[allow(clippy::too_many_arguments)]
 fn pack_group<T: Real>(
     m: &Matrix<T>,
     center: &[f64],
+    center_t: &[T],
     scales: Option<&[f64]>,
     first: usize,
     width: usize,
     out: &mut [T],
     norms: &mut [T],
+    scratch: &mut [T],
 ) -> f64 {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-        return unsafe { pack_group_avx2(m, center, scales, first, width, out, norms) };
+        return unsafe {
+            pack_group_avx2(
+                m, center, center_t, scales, first, width, out, norms, scratch,
+            )
+        };
     }
-    pack_group_impl(m, center, scales, first, width, out, norms)
+    pack_group_impl(
+        m, center, center_t, scales, first, width, out, norms, scratch,
+    )
 }
 
 /// The same operations compiled for AVX2 (no contraction: the same bits).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn pack_group_avx2<T: Real>(
     m: &Matrix<T>,
     center: &[f64],
+    center_t: &[T],
     scales: Option<&[f64]>,
     first: usize,
     width: usize,
     out: &mut [T],
     norms: &mut [T],
+    scratch: &mut [T],
 ) -> f64 {
-    pack_group_impl(m, center, scales, first, width, out, norms)
+    pack_group_impl(
+        m, center, center_t, scales, first, width, out, norms, scratch,
+    )
 }
 
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn pack_group_impl<T: Real>(
     m: &Matrix<T>,
     center: &[f64],
+    center_t: &[T],
     scales: Option<&[f64]>,
     first: usize,
     width: usize,
     out: &mut [T],
     norms: &mut [T],
+    scratch: &mut [T],
 ) -> f64 {
+    let d = m.cols;
     let rows = width.min(m.rows.saturating_sub(first));
-    let mut buf = vec![T::ZERO; m.cols];
     let mut max = 0.0f64;
-    for (r, nrm) in norms.iter_mut().enumerate().take(rows) {
-        let i = first + r;
-        let n2 = transform_row(m.row(i), center, scales.map(|s| s[i]), &mut buf);
-        for (o, &v) in out.chunks_exact_mut(width).zip(buf.iter()) {
-            o[r] = v;
+    // Row-major into the scratch block, then transposed in 4 x 4 blocks
+    // (for f32 four contiguous loads and stores and eight shuffles each).
+    for (r, (nrm, buf)) in norms
+        .iter_mut()
+        .zip(scratch.chunks_exact_mut(d))
+        .enumerate()
+    {
+        if r == rows {
+            break;
         }
+        let i = first + r;
+        let n2 = transform_row(m.row(i), center, center_t, scales.map(|s| s[i]), buf);
         *nrm = T::from_f64(n2);
         max = max.max(n2);
+    }
+    let (rb, kb) = (rows - rows % 4, d - d % 4);
+    assert!(scratch.len() >= rows * d && out.len() >= d * width);
+    for r0 in (0..rb).step_by(4) {
+        for k0 in (0..kb).step_by(4) {
+            #[cfg(target_arch = "x86_64")]
+            if is_f32::<T>() {
+                let src = scratch[r0 * d + k0..].as_ptr().cast();
+                let dst = out[k0 * width + r0..].as_mut_ptr().cast();
+                // SAFETY: T is f32 (checked); rows r0..r0 + 4 of the scratch
+                // and k0..k0 + 4 of the group are in bounds (asserted above).
+                unsafe { wide::transpose4_f32(src, d, dst, width) };
+                continue;
+            }
+            for (kk, dst) in out[k0 * width..].chunks_mut(width).take(4).enumerate() {
+                for (q, o) in dst[r0..r0 + 4].iter_mut().enumerate() {
+                    *o = scratch[(r0 + q) * d + k0 + kk];
+                }
+            }
+        }
+    }
+    // The edges (rows past the last full block, columns past the last 4).
+    for r in 0..rows {
+        let ks = if r < rb { kb } else { 0 };
+        for k in ks..d {
+            out[k * width + r] = scratch[r * d + k];
+        }
     }
     max
 }
@@ -344,27 +417,32 @@ fn pack_group_impl<T: Real>(
 /// Largest group (tile height or panel width) [`pack_group`] handles.
 const MAX_GROUP: usize = 64;
 
-/// Runs `pack(g, group_out, group_norms)` over the groups, in parallel when large.
+/// Runs `pack(g, group_out, group_norms, scratch)` over the groups, in
+/// parallel when large (`scratch`: `group * d` values per worker).
 fn pack_all<T: Real>(
     out: &mut [T],
     norms: &mut [T],
     group: usize,
     d: usize,
-    pack: impl Fn(usize, &mut [T], &mut [T]) -> f64 + Sync,
+    pack: impl Fn(usize, &mut [T], &mut [T], &mut [T]) -> f64 + Sync,
 ) -> f64 {
     assert!(group <= MAX_GROUP);
     if out.len() <= SERIAL_LIMIT {
+        let mut scratch = vec![T::ZERO; group * d];
         return out
             .chunks_mut(group * d)
             .zip(norms.chunks_mut(group))
             .enumerate()
-            .map(|(g, (o, nrm))| pack(g, o, nrm))
+            .map(|(g, (o, nrm))| pack(g, o, nrm, &mut scratch))
             .fold(0.0, f64::max);
     }
     out.par_chunks_mut(group * d)
         .zip(norms.par_chunks_mut(group))
         .enumerate()
-        .map(|(g, (o, nrm))| pack(g, o, nrm))
+        .map_init(
+            || vec![T::ZERO; group * d],
+            |scratch, (g, (o, nrm))| pack(g, o, nrm, scratch),
+        )
         .reduce(|| 0.0, f64::max)
 }
 
@@ -379,8 +457,19 @@ pub fn prepare_anchors<T: Real>(
     // Transformed straight into the packed layout (one pass, one buffer).
     let mut packed = vec![T::ZERO; padded * d];
     let mut norms = vec![T::ZERO; padded];
-    let max = pack_all(&mut packed, &mut norms, mr, d, |g, out, nrm| {
-        pack_group(x, &tf.center, tf.norms_x, g * mr, mr, out, nrm)
+    let center_t = tf.center_in::<T>();
+    let max = pack_all(&mut packed, &mut norms, mr, d, |g, out, nrm, scratch| {
+        pack_group(
+            x,
+            &tf.center,
+            &center_t,
+            tf.norms_x,
+            g * mr,
+            mr,
+            out,
+            nrm,
+            scratch,
+        )
     });
     check_magnitude::<T>(max, arg)?;
     Ok(Anchors {
@@ -406,8 +495,19 @@ pub fn prepare_panels<T: Real>(
     let scales = if use_x_norms { tf.norms_x } else { tf.norms_y };
     let mut data = vec![T::ZERO; np * d * nr];
     let mut norms = vec![T::INFINITY; np * nr];
-    let max = pack_all(&mut data, &mut norms, nr, d, |p, panel, pn| {
-        pack_group(y, &tf.center, scales, p * nr, nr, panel, pn)
+    let center_t = tf.center_in::<T>();
+    let max = pack_all(&mut data, &mut norms, nr, d, |p, panel, pn, scratch| {
+        pack_group(
+            y,
+            &tf.center,
+            &center_t,
+            scales,
+            p * nr,
+            nr,
+            panel,
+            pn,
+            scratch,
+        )
     });
     // Padding columns keep norm +inf (never a candidate) and a label no row has.
     let plabels: Vec<u32> = (0..np * nr)
@@ -435,4 +535,53 @@ pub fn prepare_panels<T: Real>(
         d,
         nr,
     })
+}
+
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    use std::arch::x86_64::*;
+
+    /// Lane `l` of the result: the sum of `v[8 c + l]^2` over the `n / 8`
+    /// chunks, in f64, multiply then add, as the portable loop does.
+    ///
+    /// # Safety
+    /// `v` holds `n` values, `n` a multiple of 8; the CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn lane_squares_f32(v: *const f32, n: usize) -> [f64; 8] {
+        let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+        for c in (0..n).step_by(8) {
+            let x = _mm256_loadu_ps(v.add(c));
+            let a = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
+            let b = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(x));
+            lo = _mm256_add_pd(lo, _mm256_mul_pd(a, a));
+            hi = _mm256_add_pd(hi, _mm256_mul_pd(b, b));
+        }
+        let mut out = [0.0f64; 8];
+        _mm256_storeu_pd(out.as_mut_ptr(), lo);
+        _mm256_storeu_pd(out.as_mut_ptr().add(4), hi);
+        out
+    }
+
+    /// `dst[k * dst_stride + r] = src[r * src_stride + k]` for r, k in 0..4.
+    ///
+    /// # Safety
+    /// Both 4 x 4 blocks are in bounds.
+    #[inline(always)]
+    pub(super) unsafe fn transpose4_f32(
+        src: *const f32,
+        src_stride: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+    ) {
+        let r0 = _mm_loadu_ps(src);
+        let r1 = _mm_loadu_ps(src.add(src_stride));
+        let r2 = _mm_loadu_ps(src.add(2 * src_stride));
+        let r3 = _mm_loadu_ps(src.add(3 * src_stride));
+        let (t0, t1) = (_mm_unpacklo_ps(r0, r1), _mm_unpacklo_ps(r2, r3));
+        let (t2, t3) = (_mm_unpackhi_ps(r0, r1), _mm_unpackhi_ps(r2, r3));
+        _mm_storeu_ps(dst, _mm_movelh_ps(t0, t1));
+        _mm_storeu_ps(dst.add(dst_stride), _mm_movehl_ps(t1, t0));
+        _mm_storeu_ps(dst.add(2 * dst_stride), _mm_movelh_ps(t2, t3));
+        _mm_storeu_ps(dst.add(3 * dst_stride), _mm_movehl_ps(t3, t2));
+    }
 }
