@@ -334,6 +334,23 @@ def test_non_contiguous_input():
         np.testing.assert_allclose(grad.numpy(), want_grad, rtol=1e-10, atol=1e-14)
 
 
+def test_backward_through_a_retained_graph_again():
+    # The first backward hands the kernel's gradient buffer to autograd (as
+    # x.grad); a second one must not see that buffer altered in place.
+    x = torch.randn(40, 6, dtype=torch.float64, requires_grad=True)
+    labels = torch.arange(40) // 4
+    want = tc.triplet_margin_loss(x.detach().numpy(), labels.numpy())[1]
+    loss = tt.triplet_margin_loss(x, labels)
+    loss.backward(retain_graph=True)
+    np.testing.assert_array_equal(x.grad.numpy(), want)
+    x.grad.mul_(-7.0)  # an in-place change of the handed-over buffer
+    x.grad.zero_()
+    (2.0 * loss).backward(retain_graph=True)
+    np.testing.assert_array_equal(x.grad.numpy(), 2.0 * want)
+    loss.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), 3.0 * want)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cpu_tensors_reach_the_rust_kernels_without_a_copy(monkeypatch, dtype):
     seen = []

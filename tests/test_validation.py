@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import tripletcore as tc
+from tripletcore import _core
 
 RNG = np.random.default_rng(0)
 X0 = RNG.standard_normal((6, 3))
@@ -265,3 +266,16 @@ def test_errors_leave_no_partial_state(fn):
     else:
         for x, y in zip(before, after, strict=True):
             np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 7, 1000, (1 << 19) + 3])  # the last: the parallel scan
+@pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf])
+def test_all_finite_agrees_with_numpy(dtype, n, bad):
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal(n) * 1e30).astype(dtype)
+    x[rng.integers(n)] = np.finfo(dtype).max  # the largest finite value is finite
+    if bad is not None:
+        x[rng.integers(n)] = bad
+    assert _core.all_finite(x) is bool(np.isfinite(x).all())
+    assert _core.all_finite(x.reshape(1, -1)) is bool(np.isfinite(x).all())

@@ -9,6 +9,7 @@ _F = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 _I = npt.NDArray[np.int64]
 
 __all__ = [
+    "all_finite",
     "cdist",
     "batch_hard",
     "semi_hard",
@@ -29,6 +30,7 @@ __all__ = [
 
 __version__: str
 
+def all_finite(x: npt.NDArray[np.float32] | npt.NDArray[np.float64]) -> bool: ...
 def cdist(x: _F, y: _F | None, metric: str) -> _F: ...
 def batch_hard(
     x: _F, labels: _I, metric: str, y: _F | None, ref_labels: _I | None

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import _core
 from .._convert import as_choice
 
 METRICS = ("euclidean", "sqeuclidean", "cosine")
@@ -69,8 +70,10 @@ def check_embeddings(x: Any, name: str = "embeddings") -> Tensor:
 
 def _all_finite(x: Tensor) -> bool:
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
-        # NumPy's check on the shared memory is much cheaper than torch's on CPU
-        return bool(np.isfinite(x.detach().numpy()).all())
+        # on the shared memory, without the boolean temporary of NumPy's or
+        # torch's check (which costs more than the small kernels themselves)
+        a = x.detach().numpy()
+        return _core.all_finite(a) if x.is_contiguous() else bool(np.isfinite(a).all())
     return bool(torch.isfinite(x).all())
 
 

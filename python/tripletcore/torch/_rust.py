@@ -36,21 +36,32 @@ class RustLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, *args: Any) -> Tensor:
-        x, labels, margin, mining, metric, soft, reduction, fallback = args
-        loss, grad = _core.triplet_margin_loss(
-            numpy_view(x), numpy_labels(labels), margin, mining, metric, soft, reduction, fallback
-        )
+        x, labels, *opts = args
+        loss, grad = _core.triplet_margin_loss(numpy_view(x), numpy_labels(labels), *opts)
         ctx.grad = grad
+        ctx.opts = opts
+        ctx.save_for_backward(x, labels)
         return torch.tensor(float(loss), dtype=x.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, *grads: Any) -> Any:
         (g,) = grads
-        # scaled in NumPy: a torch op here would wake torch's thread pool, whose
-        # spinning threads then compete with the Rust kernels of the next step
-        scaled = ctx.grad * ctx.grad.dtype.type(g.item())
-        return (torch.from_numpy(scaled),) + (None,) * 7
+        grad = ctx.grad
+        if grad is None:
+            # a second backward through this graph (retain_graph=True): the
+            # first handed its buffer over, so the gradient is computed again
+            x, labels = ctx.saved_tensors
+            _, grad = _core.triplet_margin_loss(numpy_view(x), numpy_labels(labels), *ctx.opts)
+        ctx.grad = None
+        # Scaled in place and handed over (autograd keeps it as x.grad): no
+        # copy, no new buffer. NumPy, not torch: a torch op here would wake
+        # torch's thread pool, whose spinning threads then compete with the
+        # Rust kernels of the next step.
+        scale = g.item()
+        if scale != 1.0:
+            grad *= grad.dtype.type(scale)
+        return (torch.from_numpy(grad),) + (None,) * 7
 
 
 def rust_batch_hard(

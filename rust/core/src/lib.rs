@@ -34,7 +34,7 @@ pub use kcenter::{covering_radius, kcenter, CoveringRadius, KCenter};
 pub use knn::{knn, Knn};
 pub use loss::{triplet_margin_loss, LossOptions, LossOutput, Mining, Reduction};
 pub use metric::Metric;
-pub use prep::Matrix;
+pub use prep::{finite, Matrix};
 pub use real::Real;
 pub use semi_hard::{semi_hard, Fallback, Triplets};
 pub use width::{min_width_2d, Width};

@@ -6,14 +6,14 @@
 use rayon::prelude::*;
 
 use crate::metric::Metric;
-use crate::prep::{Matrix, SERIAL_LIMIT};
+use crate::prep::{Matrix, SCAN_SERIAL_LIMIT};
 use crate::real::{max_abs, Real};
 
 /// Largest |value| of the matrices (finite, as `Matrix::new` checked).
 fn max_abs_of<T: Real>(ms: &[&Matrix<T>]) -> f64 {
     ms.iter()
         .map(|m| {
-            if m.data.len() <= SERIAL_LIMIT {
+            if m.data.len() <= SCAN_SERIAL_LIMIT {
                 max_abs(m.data)
             } else {
                 m.data

@@ -74,6 +74,32 @@ macro_rules! by_dtype {
     };
 }
 
+/// Whether every value of a float32/float64 array (any shape, C-contiguous) is finite.
+#[pyfunction]
+fn all_finite(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<bool> {
+    fn check<T: Real + numpy::Element>(
+        py: Python<'_>,
+        a: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<bool>> {
+        let Ok(a) = a.extract::<numpy::PyReadonlyArrayDyn<T>>() else {
+            return Ok(None);
+        };
+        let data = a
+            .as_slice()
+            .map_err(|_| PyValueError::new_err("the array must be C-contiguous"))?;
+        Ok(Some(py.detach(|| core::finite(data))))
+    }
+    if let Some(ok) = check::<f32>(py, x)? {
+        return Ok(ok);
+    }
+    if let Some(ok) = check::<f64>(py, x)? {
+        return Ok(ok);
+    }
+    Err(PyTypeError::new_err(
+        "all_finite needs a float32 or float64 numpy array",
+    ))
+}
+
 #[pyfunction]
 #[pyo3(signature = (x, y, metric))]
 fn cdist<'py>(
@@ -484,6 +510,7 @@ fn min_width_2d(py: Python<'_>, a: &Bound<'_, PyAny>) -> PyResult<WidthTuple> {
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(all_finite, m)?)?;
     m.add_function(wrap_pyfunction!(cdist, m)?)?;
     m.add_function(wrap_pyfunction!(batch_hard, m)?)?;
     m.add_function(wrap_pyfunction!(semi_hard, m)?)?;
