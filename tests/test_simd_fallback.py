@@ -21,12 +21,14 @@ for dtype in ("float32", "float64"):
     r = tc.batch_hard(X, y)
     ref = tc.batch_hard(X[:100], y[:100], Y=X, ref_labels=y)
     loss, grad = tc.triplet_margin_loss(X, y, mining="batch_all")
+    _, bh_grad = tc.triplet_margin_loss(X, y)  # batch-hard: exact pair terms only
     out[dtype] = {
         "pos": r.pos_idx.tolist(), "neg": r.neg_idx.tolist(),
         "pos_d": r.pos_dist.astype(float).tolist(), "neg_d": r.neg_dist.astype(float).tolist(),
         "ref": ref.pos_idx.tolist() + ref.neg_idx.tolist(),
         "cdist": tc.cdist(X[:50], X, "cosine").astype(float).ravel().tolist(),
         "loss": loss, "grad": grad.astype(float).ravel().tolist(),
+        "bh_grad": bh_grad.astype(float).ravel().tolist(),
     }
 json.dump(out, sys.stdout)
 """
@@ -46,7 +48,7 @@ def test_portable_path_matches_simd_path():
     for dtype, rtol in (("float32", 1e-5), ("float64", 1e-12)):
         a, b = simd[dtype], portable[dtype]
         # Indices and exact distances are identical: both paths end in the f64 check.
-        for key in ("pos", "neg", "ref", "pos_d", "neg_d"):
+        for key in ("pos", "neg", "ref", "pos_d", "neg_d", "bh_grad"):
             assert a[key] == b[key], (dtype, key)
         # Values from the fast kernels differ only by rounding (FMA or not).
         np.testing.assert_allclose(a["cdist"], b["cdist"], rtol=rtol, atol=rtol)
@@ -59,5 +61,5 @@ def test_avx2_path_matches_the_widest_path():
     # AVX2 it runs 6 x 16 / 6 x 8. Both fuse the same multiply-adds in the same order.
     wide, avx2 = run("0"), run("0", TRIPLETCORE_DISABLE_AVX512="1")
     for dtype in ("float32", "float64"):
-        for key in ("pos", "neg", "ref", "pos_d", "neg_d", "cdist", "loss", "grad"):
+        for key in ("pos", "neg", "ref", "pos_d", "neg_d", "cdist", "loss", "grad", "bh_grad"):
             assert wide[dtype][key] == avx2[dtype][key], (dtype, key)

@@ -4,7 +4,7 @@
 use crate::metric::Metric;
 use crate::prep::Matrix;
 use crate::real::Real;
-use crate::tile::{has_avx2_fma, simd_level, Simd};
+use crate::tile::{has_avx2_fma, is_f32, simd_level, Simd};
 
 /// Exact distances between rows of `x` and rows of `y` (possibly the same).
 pub struct Exact<'a, T> {
@@ -51,15 +51,13 @@ impl<'a, T: Real> Exact<'a, T> {
     #[inline(always)]
     fn d2_impl(&self, i: usize, j: usize) -> f64 {
         let (a, b) = (self.x.row(i), self.y.row(j));
-        let mut acc = [0.0f64; 4];
         match (self.nx, self.ny) {
             (Some(nx), Some(ny)) => {
                 let (s, t) = (nx[i], ny[j]);
-                sq_diff_sum(a, b, &mut acc, |u, v| u.to_f64() / s - v.to_f64() / t)
+                sq_diff_sum(a, b, |u, v| u.to_f64() / s - v.to_f64() / t)
             }
-            _ => return diff_sq_sum(a, b),
+            _ => diff_sq_sum(a, b),
         }
-        (acc[0] + acc[2]) + (acc[1] + acc[3])
     }
 
     #[inline]
@@ -126,18 +124,10 @@ impl<'a, T: Real> Exact<'a, T> {
             Metric::Euclidean => {
                 let dist = d2.unwrap_or_else(|| self.d2(i, j)).sqrt();
                 if dist > 0.0 {
-                    let c = coef / dist;
-                    for ((o, u), v) in out.iter_mut().zip(a).zip(b) {
-                        *o += c * (u.to_f64() - v.to_f64());
-                    }
+                    add_scaled_diff(out, a, b, coef / dist);
                 }
             }
-            Metric::SqEuclidean => {
-                let c = 2.0 * coef;
-                for ((o, u), v) in out.iter_mut().zip(a).zip(b) {
-                    *o += c * (u.to_f64() - v.to_f64());
-                }
-            }
+            Metric::SqEuclidean => add_scaled_diff(out, a, b, 2.0 * coef),
             Metric::Cosine => {
                 // With sa = |a|, sb = |b|: d = 1 - <a^, b^>;  d d / d a = -(b^ - <a^, b^> a^) / |a|.
                 let (sa, sb) = (self.nx.unwrap()[i], self.ny.unwrap()[j]);
@@ -155,27 +145,205 @@ impl<'a, T: Real> Exact<'a, T> {
     }
 }
 
+/// `out[k] += c * (a_k - b_k)` in f64.
+#[inline(always)]
+fn add_scaled_diff<T: Real>(out: &mut [f64], a: &[T], b: &[T], c: f64) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if simd_level() == Simd::Avx512 && a.len() == b.len() && out.len() >= a.len() {
+        done = a.len() / LANES * LANES;
+        // SAFETY: the three slices hold `done` values; the CPU has AVX-512F
+        // (checked at run time); T is f32 or f64 (checked).
+        unsafe {
+            if is_f32::<T>() {
+                wide::add_scaled_diff_f32(
+                    out.as_mut_ptr(),
+                    a.as_ptr().cast(),
+                    b.as_ptr().cast(),
+                    c,
+                    done,
+                )
+            } else {
+                wide::add_scaled_diff_f64(
+                    out.as_mut_ptr(),
+                    a.as_ptr().cast(),
+                    b.as_ptr().cast(),
+                    c,
+                    done,
+                )
+            }
+        };
+    }
+    for ((o, u), v) in out[done..].iter_mut().zip(&a[done..]).zip(&b[done..]) {
+        *o += c * (u.to_f64() - v.to_f64());
+    }
+}
+
 /// `sum (a_k - b_k)^2` in f64, in the fixed order every exact distance
 /// of the crate uses (so equal sums are equal bits everywhere).
 #[inline(always)]
 pub(crate) fn diff_sq_sum<T: Real>(a: &[T], b: &[T]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    sq_diff_sum(a, b, &mut acc, |u, v| u.to_f64() - v.to_f64());
-    (acc[0] + acc[2]) + (acc[1] + acc[3])
+    #[cfg(target_arch = "x86_64")]
+    if simd_level() == Simd::Avx512 && a.len() == b.len() {
+        // The compiler vectorises the f32 -> f64 lanes poorly by itself.
+        let full = a.len() / LANES * LANES;
+        // SAFETY: both slices hold `full` values; the CPU has AVX-512F
+        // (checked at run time); T is f32 or f64 (checked).
+        let acc = unsafe {
+            if is_f32::<T>() {
+                wide::lane_sums_f32(a.as_ptr().cast(), b.as_ptr().cast(), full)
+            } else {
+                wide::lane_sums_f64(a.as_ptr().cast(), b.as_ptr().cast(), full)
+            }
+        };
+        return finish_lanes(acc, &a[full..], &b[full..], |u, v| u.to_f64() - v.to_f64());
+    }
+    sq_diff_sum(a, b, |u, v| u.to_f64() - v.to_f64())
 }
 
+/// Partial sums: the adds form `LANES` independent chains, not one.
+const LANES: usize = 16;
+
+/// `sum diff(a_k, b_k)^2`: term k goes to partial sum `k % LANES`, and the
+/// partial sums are added pairwise (lane l with lane l + 8, then + 4, ...).
 #[inline(always)]
-fn sq_diff_sum<T: Real>(a: &[T], b: &[T], acc: &mut [f64; 4], diff: impl Fn(T, T) -> f64) {
-    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+fn sq_diff_sum<T: Real>(a: &[T], b: &[T], diff: impl Fn(T, T) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (u, v) in ca.zip(cb) {
-        for l in 0..4 {
+        for l in 0..LANES {
             let t = diff(u[l], v[l]);
             acc[l] += t * t;
         }
     }
+    finish_lanes(acc, ra, rb, diff)
+}
+
+/// Adds the terms past the last full chunk (`ra`, `rb`) to the first
+/// lanes, then the lanes pairwise.
+#[inline(always)]
+fn finish_lanes<T: Real>(
+    mut acc: [f64; LANES],
+    ra: &[T],
+    rb: &[T],
+    diff: impl Fn(T, T) -> f64,
+) -> f64 {
     for (l, (u, v)) in ra.iter().zip(rb).enumerate() {
         let t = diff(*u, *v);
         acc[l] += t * t;
+    }
+    let mut half = LANES / 2;
+    while half > 0 {
+        for l in 0..half {
+            acc[l] += acc[l + half];
+        }
+        half /= 2;
+    }
+    acc[0]
+}
+
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    use std::arch::x86_64::*;
+
+    use super::LANES;
+
+    /// Lane l: the sum over the chunks c of `(a - b)^2` at `LANES c + l`, in
+    /// f64, multiply then add (the portable loop's operations, so its bits).
+    ///
+    /// # Safety
+    /// `a` and `b` hold `n` values, `n` a multiple of `LANES`; the CPU has AVX-512F.
+    /// Both halves of 16 f32 values, as f64.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn widen(x: __m512) -> (__m512d, __m512d) {
+        let bits = _mm512_castps_si512(x);
+        let lo = _mm256_castsi256_ps(_mm512_castsi512_si256(bits));
+        let hi = _mm256_castsi256_ps(_mm512_extracti64x4_epi64::<1>(bits));
+        (_mm512_cvtps_pd(lo), _mm512_cvtps_pd(hi))
+    }
+
+    /// `out[k] += c * (a[k] - b[k])` in f64 for k < n (multiply then add).
+    ///
+    /// # Safety
+    /// The three pointers hold `n` values, `n` a multiple of 16; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn add_scaled_diff_f32(
+        out: *mut f64,
+        a: *const f32,
+        b: *const f32,
+        c: f64,
+        n: usize,
+    ) {
+        let c = _mm512_set1_pd(c);
+        for k in (0..n).step_by(16) {
+            let (u0, u1) = widen(_mm512_loadu_ps(a.add(k)));
+            let (v0, v1) = widen(_mm512_loadu_ps(b.add(k)));
+            let (o0, o1) = (out.add(k), out.add(k + 8));
+            _mm512_storeu_pd(
+                o0,
+                _mm512_add_pd(_mm512_loadu_pd(o0), _mm512_mul_pd(c, _mm512_sub_pd(u0, v0))),
+            );
+            _mm512_storeu_pd(
+                o1,
+                _mm512_add_pd(_mm512_loadu_pd(o1), _mm512_mul_pd(c, _mm512_sub_pd(u1, v1))),
+            );
+        }
+    }
+
+    /// [`add_scaled_diff_f32`] for f64 values.
+    ///
+    /// # Safety
+    /// As [`add_scaled_diff_f32`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn add_scaled_diff_f64(
+        out: *mut f64,
+        a: *const f64,
+        b: *const f64,
+        c: f64,
+        n: usize,
+    ) {
+        let c = _mm512_set1_pd(c);
+        for k in (0..n).step_by(8) {
+            let o = out.add(k);
+            let t = _mm512_sub_pd(_mm512_loadu_pd(a.add(k)), _mm512_loadu_pd(b.add(k)));
+            _mm512_storeu_pd(o, _mm512_add_pd(_mm512_loadu_pd(o), _mm512_mul_pd(c, t)));
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn lane_sums_f32(a: *const f32, b: *const f32, n: usize) -> [f64; LANES] {
+        let (mut lo, mut hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+        for c in (0..n).step_by(LANES) {
+            let (u0, u1) = widen(_mm512_loadu_ps(a.add(c)));
+            let (v0, v1) = widen(_mm512_loadu_ps(b.add(c)));
+            let (t0, t1) = (_mm512_sub_pd(u0, v0), _mm512_sub_pd(u1, v1));
+            lo = _mm512_add_pd(lo, _mm512_mul_pd(t0, t0));
+            hi = _mm512_add_pd(hi, _mm512_mul_pd(t1, t1));
+        }
+        let mut out = [0.0f64; LANES];
+        _mm512_storeu_pd(out.as_mut_ptr(), lo);
+        _mm512_storeu_pd(out.as_mut_ptr().add(8), hi);
+        out
+    }
+
+    /// [`lane_sums_f32`] for f64 values.
+    ///
+    /// # Safety
+    /// As [`lane_sums_f32`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn lane_sums_f64(a: *const f64, b: *const f64, n: usize) -> [f64; LANES] {
+        let (mut lo, mut hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+        for c in (0..n).step_by(LANES) {
+            let t0 = _mm512_sub_pd(_mm512_loadu_pd(a.add(c)), _mm512_loadu_pd(b.add(c)));
+            let t1 = _mm512_sub_pd(_mm512_loadu_pd(a.add(c + 8)), _mm512_loadu_pd(b.add(c + 8)));
+            lo = _mm512_add_pd(lo, _mm512_mul_pd(t0, t0));
+            hi = _mm512_add_pd(hi, _mm512_mul_pd(t1, t1));
+        }
+        let mut out = [0.0f64; LANES];
+        _mm512_storeu_pd(out.as_mut_ptr(), lo);
+        _mm512_storeu_pd(out.as_mut_ptr().add(8), hi);
+        out
     }
 }
