@@ -22,11 +22,6 @@ impl<'a, T: Real> Exact<'a, T> {
     #[inline]
     pub fn d2(&self, i: usize, j: usize) -> f64 {
         #[cfg(target_arch = "x86_64")]
-        if simd_level() == Simd::Avx512 {
-            // SAFETY: the CPU supports AVX-512F (checked at run time).
-            return unsafe { self.d2_avx512(i, j) };
-        }
-        #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
             // SAFETY: the CPU supports AVX2 (checked at run time).
             return unsafe { self.d2_avx2(i, j) };
@@ -38,13 +33,6 @@ impl<'a, T: Real> Exact<'a, T> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn d2_avx2(&self, i: usize, j: usize) -> f64 {
-        self.d2_impl(i, j)
-    }
-
-    /// As `d2_avx2`, on 512-bit registers.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2")]
-    unsafe fn d2_avx512(&self, i: usize, j: usize) -> f64 {
         self.d2_impl(i, j)
     }
 
@@ -77,11 +65,6 @@ impl<'a, T: Real> Exact<'a, T> {
     #[inline]
     pub fn add_grad_d2(&self, i: usize, j: usize, coef: f64, d2: Option<f64>, out: &mut [f64]) {
         #[cfg(target_arch = "x86_64")]
-        if simd_level() == Simd::Avx512 {
-            // SAFETY: the CPU supports AVX-512F (checked at run time).
-            return unsafe { self.add_grad_d2_avx512(i, j, coef, d2, out) };
-        }
-        #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
             // SAFETY: the CPU supports AVX2 (checked at run time).
             return unsafe { self.add_grad_d2_avx2(i, j, coef, d2, out) };
@@ -93,20 +76,6 @@ impl<'a, T: Real> Exact<'a, T> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn add_grad_d2_avx2(
-        &self,
-        i: usize,
-        j: usize,
-        coef: f64,
-        d2: Option<f64>,
-        out: &mut [f64],
-    ) {
-        self.add_grad_d2_impl(i, j, coef, d2, out)
-    }
-
-    /// As `add_grad_d2_avx2`, on 512-bit registers.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2")]
-    unsafe fn add_grad_d2_avx512(
         &self,
         i: usize,
         j: usize,
