@@ -218,11 +218,6 @@ mod wide {
 
     use super::LANES;
 
-    /// Lane l: the sum over the chunks c of `(a - b)^2` at `LANES c + l`, in
-    /// f64, multiply then add (the portable loop's operations, so its bits).
-    ///
-    /// # Safety
-    /// `a` and `b` hold `n` values, `n` a multiple of `LANES`; the CPU has AVX-512F.
     /// Both halves of 16 f32 values, as f64.
     #[inline]
     #[target_feature(enable = "avx512f")]
@@ -281,6 +276,11 @@ mod wide {
         }
     }
 
+    /// Lane l: the sum over the chunks c of `(a - b)^2` at `LANES c + l`, in
+    /// f64, multiply then add (the portable loop's operations, so its bits).
+    ///
+    /// # Safety
+    /// `a` and `b` hold `n` values, `n` a multiple of `LANES`; the CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn lane_sums_f32(a: *const f32, b: *const f32, n: usize) -> [f64; LANES] {
         let (mut lo, mut hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());

@@ -133,7 +133,7 @@ impl Real for f64 {
         self.mul_add(a, b)
     }
     const INFINITY_BITS: u64 = f64::INFINITY.to_bits();
-    #[inline]
+    #[inline(always)]
     fn max_magnitude_bits(values: &[Self]) -> u64 {
         values
             .iter()
