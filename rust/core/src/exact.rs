@@ -4,7 +4,7 @@
 use crate::metric::Metric;
 use crate::prep::Matrix;
 use crate::real::Real;
-use crate::tile::{has_avx2_fma, is_f32, simd_level, Simd};
+use crate::tile::{has_avx2_fma, simd_level, Simd};
 
 /// Exact distances between rows of `x` and rows of `y` (possibly the same).
 pub struct Exact<'a, T> {
@@ -122,26 +122,8 @@ fn add_scaled_diff<T: Real>(out: &mut [f64], a: &[T], b: &[T], c: f64) {
     if simd_level() == Simd::Avx512 && a.len() == b.len() && out.len() >= a.len() {
         done = a.len() / LANES * LANES;
         // SAFETY: the three slices hold `done` values; the CPU has AVX-512F
-        // (checked at run time); T is f32 or f64 (checked).
-        unsafe {
-            if is_f32::<T>() {
-                wide::add_scaled_diff_f32(
-                    out.as_mut_ptr(),
-                    a.as_ptr().cast(),
-                    b.as_ptr().cast(),
-                    c,
-                    done,
-                )
-            } else {
-                wide::add_scaled_diff_f64(
-                    out.as_mut_ptr(),
-                    a.as_ptr().cast(),
-                    b.as_ptr().cast(),
-                    c,
-                    done,
-                )
-            }
-        };
+        // (checked at run time); T is f32 or f64.
+        unsafe { wide::add_scaled_diff(out.as_mut_ptr(), a.as_ptr(), b.as_ptr(), c, done) };
     }
     for ((o, u), v) in out[done..].iter_mut().zip(&a[done..]).zip(&b[done..]) {
         *o += c * (u.to_f64() - v.to_f64());
@@ -157,14 +139,8 @@ pub(crate) fn diff_sq_sum<T: Real>(a: &[T], b: &[T]) -> f64 {
         // The compiler vectorises the f32 -> f64 lanes poorly by itself.
         let full = a.len() / LANES * LANES;
         // SAFETY: both slices hold `full` values; the CPU has AVX-512F
-        // (checked at run time); T is f32 or f64 (checked).
-        let acc = unsafe {
-            if is_f32::<T>() {
-                wide::lane_sums_f32(a.as_ptr().cast(), b.as_ptr().cast(), full)
-            } else {
-                wide::lane_sums_f64(a.as_ptr().cast(), b.as_ptr().cast(), full)
-            }
-        };
+        // (checked at run time); T is f32 or f64.
+        let acc = unsafe { wide::lane_sums(a.as_ptr(), b.as_ptr(), full) };
         return finish_lanes(acc, &a[full..], &b[full..], |u, v| u.to_f64() - v.to_f64());
     }
     sq_diff_sum(a, b, |u, v| u.to_f64() - v.to_f64())
@@ -217,62 +193,49 @@ mod wide {
     use std::arch::x86_64::*;
 
     use super::LANES;
+    use crate::real::Real;
+    use crate::tile::is_f32;
 
-    /// Both halves of 16 f32 values, as f64.
+    /// Values `p[0..16]` (f32 or f64) as two registers of 8 f64.
+    ///
+    /// # Safety
+    /// `p` holds 16 values of `T`, f32 or f64; the CPU has AVX-512F.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn widen(x: __m512) -> (__m512d, __m512d) {
-        let bits = _mm512_castps_si512(x);
-        let lo = _mm256_castsi256_ps(_mm512_castsi512_si256(bits));
-        let hi = _mm256_castsi256_ps(_mm512_extracti64x4_epi64::<1>(bits));
-        (_mm512_cvtps_pd(lo), _mm512_cvtps_pd(hi))
+    unsafe fn load16<T: Real>(p: *const T) -> (__m512d, __m512d) {
+        if is_f32::<T>() {
+            let bits = _mm512_castps_si512(_mm512_loadu_ps(p.cast()));
+            let lo = _mm256_castsi256_ps(_mm512_castsi512_si256(bits));
+            let hi = _mm256_castsi256_ps(_mm512_extracti64x4_epi64::<1>(bits));
+            (_mm512_cvtps_pd(lo), _mm512_cvtps_pd(hi))
+        } else {
+            let p = p.cast::<f64>();
+            (_mm512_loadu_pd(p), _mm512_loadu_pd(p.add(8)))
+        }
     }
 
     /// `out[k] += c * (a[k] - b[k])` in f64 for k < n (multiply then add).
     ///
     /// # Safety
-    /// The three pointers hold `n` values, `n` a multiple of 16; the CPU has AVX-512F.
+    /// The three pointers hold `n` values, `n` a multiple of `LANES`, `T` is
+    /// f32 or f64; the CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn add_scaled_diff_f32(
+    pub(super) unsafe fn add_scaled_diff<T: Real>(
         out: *mut f64,
-        a: *const f32,
-        b: *const f32,
+        a: *const T,
+        b: *const T,
         c: f64,
         n: usize,
     ) {
         let c = _mm512_set1_pd(c);
-        for k in (0..n).step_by(16) {
-            let (u0, u1) = widen(_mm512_loadu_ps(a.add(k)));
-            let (v0, v1) = widen(_mm512_loadu_ps(b.add(k)));
-            let (o0, o1) = (out.add(k), out.add(k + 8));
-            _mm512_storeu_pd(
-                o0,
-                _mm512_add_pd(_mm512_loadu_pd(o0), _mm512_mul_pd(c, _mm512_sub_pd(u0, v0))),
-            );
-            _mm512_storeu_pd(
-                o1,
-                _mm512_add_pd(_mm512_loadu_pd(o1), _mm512_mul_pd(c, _mm512_sub_pd(u1, v1))),
-            );
-        }
-    }
-
-    /// [`add_scaled_diff_f32`] for f64 values.
-    ///
-    /// # Safety
-    /// As [`add_scaled_diff_f32`].
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn add_scaled_diff_f64(
-        out: *mut f64,
-        a: *const f64,
-        b: *const f64,
-        c: f64,
-        n: usize,
-    ) {
-        let c = _mm512_set1_pd(c);
-        for k in (0..n).step_by(8) {
-            let o = out.add(k);
-            let t = _mm512_sub_pd(_mm512_loadu_pd(a.add(k)), _mm512_loadu_pd(b.add(k)));
-            _mm512_storeu_pd(o, _mm512_add_pd(_mm512_loadu_pd(o), _mm512_mul_pd(c, t)));
+        for k in (0..n).step_by(LANES) {
+            let ((u0, u1), (v0, v1)) = (load16(a.add(k)), load16(b.add(k)));
+            for (o, t) in [
+                (out.add(k), _mm512_sub_pd(u0, v0)),
+                (out.add(k + 8), _mm512_sub_pd(u1, v1)),
+            ] {
+                _mm512_storeu_pd(o, _mm512_add_pd(_mm512_loadu_pd(o), _mm512_mul_pd(c, t)));
+            }
         }
     }
 
@@ -280,33 +243,14 @@ mod wide {
     /// f64, multiply then add (the portable loop's operations, so its bits).
     ///
     /// # Safety
-    /// `a` and `b` hold `n` values, `n` a multiple of `LANES`; the CPU has AVX-512F.
+    /// `a` and `b` hold `n` values, `n` a multiple of `LANES`, `T` is f32 or
+    /// f64; the CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn lane_sums_f32(a: *const f32, b: *const f32, n: usize) -> [f64; LANES] {
+    pub(super) unsafe fn lane_sums<T: Real>(a: *const T, b: *const T, n: usize) -> [f64; LANES] {
         let (mut lo, mut hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());
         for c in (0..n).step_by(LANES) {
-            let (u0, u1) = widen(_mm512_loadu_ps(a.add(c)));
-            let (v0, v1) = widen(_mm512_loadu_ps(b.add(c)));
+            let ((u0, u1), (v0, v1)) = (load16(a.add(c)), load16(b.add(c)));
             let (t0, t1) = (_mm512_sub_pd(u0, v0), _mm512_sub_pd(u1, v1));
-            lo = _mm512_add_pd(lo, _mm512_mul_pd(t0, t0));
-            hi = _mm512_add_pd(hi, _mm512_mul_pd(t1, t1));
-        }
-        let mut out = [0.0f64; LANES];
-        _mm512_storeu_pd(out.as_mut_ptr(), lo);
-        _mm512_storeu_pd(out.as_mut_ptr().add(8), hi);
-        out
-    }
-
-    /// [`lane_sums_f32`] for f64 values.
-    ///
-    /// # Safety
-    /// As [`lane_sums_f32`].
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn lane_sums_f64(a: *const f64, b: *const f64, n: usize) -> [f64; LANES] {
-        let (mut lo, mut hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());
-        for c in (0..n).step_by(LANES) {
-            let t0 = _mm512_sub_pd(_mm512_loadu_pd(a.add(c)), _mm512_loadu_pd(b.add(c)));
-            let t1 = _mm512_sub_pd(_mm512_loadu_pd(a.add(c + 8)), _mm512_loadu_pd(b.add(c + 8)));
             lo = _mm512_add_pd(lo, _mm512_mul_pd(t0, t0));
             hi = _mm512_add_pd(hi, _mm512_mul_pd(t1, t1));
         }
