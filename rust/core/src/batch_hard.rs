@@ -224,15 +224,10 @@ pub(crate) struct Picks {
 impl Picks {
     /// The distances in the caller's units (`f`: the safe scale's factor).
     fn distances<T: Real>(self, metric: Metric, f: f64) -> BatchHard<T> {
+        // NaN (no pick) stays NaN.
         let dist = |d2: &[f64]| -> Vec<T> {
             d2.iter()
-                .map(|&v| {
-                    if v.is_nan() {
-                        T::NAN
-                    } else {
-                        T::from_f64(metric.from_d2(v) * f)
-                    }
-                })
+                .map(|&v| T::from_f64(metric.from_d2(v) * f))
                 .collect()
         };
         BatchHard {
