@@ -474,6 +474,43 @@ def test_pml_loss_accepts_our_miner_and_pml_migration(batch, margin):
     torch.testing.assert_close(loss(x, lab, PMLBatchHardMiner()(x, lab)), want, rtol=1e-10, atol=0)
 
 
+@pytest.mark.parametrize("d", [1, 3, 16, 17, 37, 128, 130])
+def test_torch_path_exact_keys_have_the_rust_bits(d):
+    # Far from the origin the float64 sums round; both paths must round alike.
+    from tripletcore.distance import pair_distances
+    from tripletcore.torch._tiled import _sum_squares
+
+    rng = np.random.default_rng(d)
+    a = rng.standard_normal((200, d)) * 1e8 + 1e9
+    b = rng.standard_normal((200, d)) * 1e8
+    rows = np.arange(200)
+    want = pair_distances(a, b, rows, rows, "sqeuclidean")
+    np.testing.assert_array_equal(_sum_squares(torch.from_numpy(a - b)).numpy(), want)
+
+
+def test_reference_set_near_tie_far_from_the_origin():
+    # A hypothesis case: squared distances ~4e16 (above 2**53) 7 apart; the
+    # torch path summed them in its own order and picked the farther negative.
+    x = np.array([[-99999998.0, 1e8, 1e8]])
+    y = np.array(
+        [
+            [-99999998, -99999999, 100000001],
+            [-1e8, -99999999, 100000002],
+            [-1e8, -99999999, 100000002],
+            [-99999999, -1e8, 100000002],
+            [-99999998, -99999999, 100000001],
+        ]
+    )
+    labels, ref_labels = np.array([2]), np.array([2, 1, 1, 2, 3])
+    want = tc.batch_hard(x, labels, Y=y, ref_labels=ref_labels)
+    assert want.neg_idx.tolist() == [4]  # 39999999600000002 < 39999999600000009
+    for backend in BACKENDS:
+        _, p, n = tt.BatchHardMiner(backend=backend)(
+            *(torch.from_numpy(v) for v in (x, labels, y, ref_labels))
+        )
+        assert (p.tolist(), n.tolist()) == (want.pos_idx.tolist(), want.neg_idx.tolist())
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     metric_cases(max_n=40, max_d=6, cosine_kinds=COSINE_WELL_CONDITIONED, cosine_min_d=2),

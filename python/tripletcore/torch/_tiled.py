@@ -34,6 +34,31 @@ CHUNK_BYTES = 256 * 2**20
 _PAIR_SLICE = 1 << 16
 _INF = math.inf
 _EXACT = 2  # the level of difference-based float64 keys
+# Partial sums of an exact squared distance, as in the Rust kernels (exact.rs).
+_LANES = 16
+
+
+def _sum_squares(diff: Tensor) -> Tensor:
+    """``(diff ** 2).sum(-1)`` in the Rust kernels' order: term k into partial
+    sum ``k % 16``, the chunks in order, then the partial sums pairwise.
+
+    Above 2**53 the float64 sums round, and the two paths must round alike
+    for exact ties and near-ties to fall alike (torch's own order differs).
+    """
+    sq = diff * diff
+    pad = -sq.shape[-1] % _LANES
+    if pad:
+        sq = torch.nn.functional.pad(sq, (0, pad))  # adding 0.0 changes no sum
+    sq = sq.reshape(*sq.shape[:-1], -1, _LANES)
+    acc = sq[..., 0, :].clone()
+    for c in range(1, sq.shape[-2]):
+        acc += sq[..., c, :]
+    half = _LANES // 2
+    while half:
+        acc = acc[..., :half] + acc[..., half : 2 * half]
+        half //= 2
+    out: Tensor = acc[..., 0]
+    return out
 
 
 def chunk_rows(rows: int, cols: int, bytes_per_entry: int, chunk_size: int | None) -> int:
@@ -155,10 +180,11 @@ class _Space:
     def _exact_rows(self, rows: Tensor) -> Tensor:
         x, _, ref, _ = self._exact_parts()
         out = torch.empty(rows.numel(), self.cols, dtype=torch.float64, device=x.device)
-        step = max(1, CHUNK_BYTES // (8 * self.cols * x.shape[1]))
+        width = -(-x.shape[1] // _LANES) * _LANES  # as padded by _sum_squares
+        step = max(1, CHUNK_BYTES // (8 * self.cols * width))
         for s in range(0, rows.numel(), step):
             diff = x[rows[s : s + step], None, :] - ref[None, :, :]
-            out[s : s + step] = self._finish((diff * diff).sum(dim=2))
+            out[s : s + step] = self._finish(_sum_squares(diff))
         return out
 
     def pair_diffs(self, rows: Tensor, cols: Tensor) -> Iterator[tuple[slice, Tensor]]:
@@ -170,7 +196,7 @@ class _Space:
 
     def pair_keys(self, rows: Tensor, cols: Tensor) -> Tensor:
         """Float64 keys of the pairs from their coordinate differences."""
-        keys = [self._finish((diff * diff).sum(dim=1)) for _, diff in self.pair_diffs(rows, cols)]
+        keys = [self._finish(_sum_squares(diff)) for _, diff in self.pair_diffs(rows, cols)]
         return torch.cat(keys) if keys else rows.new_zeros(0, dtype=torch.float64)
 
     def distances(self, keys: Tensor) -> Tensor:
