@@ -187,6 +187,24 @@ def test_batch_all_gradient_of_close_pairs_is_exact_on_the_tiled_path(seed):
     np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("metric", ("euclidean", "sqeuclidean"))
+@pytest.mark.parametrize("margin", (0.0, 1.0))
+@pytest.mark.parametrize("seed", range(4))
+def test_float32_batch_all_exact_ties_at_the_kink(seed, margin, metric, backend):
+    # integer points: many triplets have d_ap - d_an + margin == 0 exactly, and the
+    # float32 expansion (of centred rows) rounds them to either side of the kink
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 3, (40, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, 40)
+    kw = dict(margin=margin, mining="batch_all", soft=False, reduction="mean", fallback="hardest")
+    want, want_grad, v = reference(X, labels, metric=metric, **kw)
+    assert (v == 0).sum() > 10
+    got, grad = run(X, labels, backend=backend, chunk_size=7, metric=metric, **kw)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-4, atol=1e-6 * np.abs(want_grad).max())
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     metric_cases(

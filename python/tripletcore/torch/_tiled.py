@@ -11,7 +11,8 @@ those rows go to the next level, so the result is the choice on the exact
 distances with ties to the lowest index, as in the Rust kernels. Distances
 that enter the loss are recomputed from coordinate differences
 (batch-hard, semi-hard) or, for batch-all, taken from the expansion with
-near-coincident euclidean pairs recomputed from differences.
+near-coincident euclidean pairs, and both ends of every triplet whose hinge
+is within the error bound of its kink, recomputed from differences.
 """
 
 from __future__ import annotations
@@ -470,31 +471,42 @@ class _Chunk:
         self.pos, self.neg = _masks(labels, labels, s, e, 0)
         self.dist = space.distances(keys)
         self.tol = space.tol(slice(s, e), space.start)
+        tol = self.tol[:, None]
         if space.metric == "euclidean":
+            # |sqrt(k) - sqrt(k_exact)| for |k - k_exact| <= tol
+            err = torch.where(keys >= tol, tol / (keys.sqrt() + (keys - tol).sqrt()), tol.sqrt())
             # near-coincident pairs: the expansion has no relative accuracy there
-            small = (keys <= 1024.0 * self.tol[:, None]) & (self.pos | self.neg)
+            small = (keys <= 1024.0 * tol) & (self.pos | self.neg)
             r, c = torch.nonzero(small, as_tuple=True)
             if r.numel():
                 self.dist[r, c] = space.pair_keys(r + s, c).sqrt().to(self.dist.dtype)
+                err[r, c] = 0.0
+        else:
+            err = tol.expand_as(keys)
+        # with the rounding of the division, the square root and the stored distance
+        unit = torch.finfo(self.dist.dtype).eps
+        self.err = err * (1.0 + 2.0**-10) + unit * self.dist
 
     def hinge(self, margin: float) -> tuple[Tensor, Tensor, Tensor]:
         """Per-anchor loss sum (float64), active-triplet count, pair weights.
 
-        In float64, rows with a triplet within rounding of the hinge's kink
-        are redone on exact distances, so exact ties fall as in the Rust kernel.
+        Triplets whose hinge argument is within the distances' error bound of
+        the kink are redone on exact distances (both ends), so exact ties fall
+        as in the Rust kernel and on the exact side of the kink otherwise.
         """
-        space = self.space
-        window = None
-        if space.start == 1:
-            tol = self.tol if space.metric != "euclidean" else self.tol.sqrt()
-            window = 2.0 * tol[:, None]
-        loss, nonzero, weights, amb = _hinge(self.dist, self.pos, self.neg, margin, window)
-        rows = torch.nonzero(amb).flatten() if amb is not None else None
-        if rows is not None and rows.numel():
-            exact = space.distances(space.keys(rows + self.s, _EXACT)).to(self.dist.dtype)
-            self.dist[rows] = exact
-            sub = _hinge(exact, self.pos[rows], self.neg[rows], margin, None)
-            loss[rows], nonzero[rows], weights[rows] = sub[0], sub[1], sub[2]
+        loss, nonzero, weights = _hinge(self.dist, self.pos, self.neg, margin)
+        if math.isinf(margin):
+            return loss, nonzero, weights
+        r, c = _near_kink_entries(self.dist, self.err, self.pos, self.neg, margin)
+        if r.numel():
+            exact = self.space.distances(self.space.pair_keys(r + self.s, c))
+            rows, at = torch.unique(r, return_inverse=True)
+            sub = self.dist[rows].double()
+            sub[at, c] = exact
+            part = _hinge(sub, self.pos[rows], self.neg[rows], margin)
+            loss[rows], nonzero[rows] = part[0], part[1]
+            weights[rows] = part[2].to(weights.dtype)
+            self.dist[r, c] = exact.to(self.dist.dtype)
         return loss, nonzero, weights
 
     def soft(self) -> tuple[Tensor, Tensor, Tensor]:
@@ -523,11 +535,9 @@ class _Chunk:
         return loss, nonzero, weights
 
 
-def _hinge(
-    d: Tensor, pos: Tensor, neg: Tensor, margin: float, window: Tensor | None
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+def _hinge(d: Tensor, pos: Tensor, neg: Tensor, margin: float) -> tuple[Tensor, Tensor, Tensor]:
     """Batch-all hinge per anchor row by sorting: loss sums (float64), active
-    counts, pair weights and, given ``window``, rows with a near-kink triplet."""
+    counts and pair weights."""
     neg_sorted = torch.sort(torch.where(neg, d, _INF), dim=1).values
     top = d + margin  # [d_ap - d_an + m]_+ > 0 iff d_an < d_ap + m
     # per positive: the number of negatives inside its window
@@ -539,12 +549,30 @@ def _hinge(
     cf, ef = c.to(d.dtype), cnt.to(d.dtype)
     loss = (cf * torch.where(pos, top, 0.0)).sum(dim=1, dtype=torch.float64)
     loss -= (ef * d).sum(dim=1, dtype=torch.float64)
-    amb = None
-    if window is not None:
-        lo = torch.searchsorted(neg_sorted, torch.where(pos, top - window, _INF), right=False)
-        hi = torch.searchsorted(neg_sorted, torch.where(pos, top + window, -_INF), right=True)
-        amb = (hi > lo).any(dim=1)
-    return loss, c.sum(dim=1), cf - ef, amb
+    return loss, c.sum(dim=1), cf - ef
+
+
+def _near_kink_entries(
+    d: Tensor, err: Tensor, pos: Tensor, neg: Tensor, margin: float
+) -> tuple[Tensor, Tensor]:
+    """Entries ``(row, column)`` to redo on exact distances: every negative
+    whose distance interval ``d +- err`` meets the interval of some positive's
+    ``d + margin``, and all positives of the rows that have one."""
+    top = d + margin
+    err_top = err + torch.finfo(d.dtype).eps * top.abs()  # with the rounding of the sum
+    p_idx, p_valid = _positives(pos)
+    if p_idx.shape[1] == 0:
+        return p_idx.new_zeros(0), p_idx.new_zeros(0)
+    t, et = top.gather(1, p_idx), err_top.gather(1, p_idx)
+    lo = torch.sort(torch.where(p_valid, t - et, _INF), dim=1).values
+    hi = torch.sort(torch.where(p_valid, t + et, _INF), dim=1).values
+    # positives with lo <= d_n + err, less those with hi < d_n - err
+    meets = torch.searchsorted(lo, torch.where(neg, d + err, -_INF), right=True)
+    meets -= torch.searchsorted(hi, torch.where(neg, d - err, _INF), right=False)
+    unsure = neg & (meets > 0)
+    unsure |= pos & unsure.any(dim=1, keepdim=True)
+    r, c = torch.nonzero(unsure, as_tuple=True)
+    return r, c
 
 
 def _triplet_count(labels: Tensor) -> int:
@@ -605,8 +633,8 @@ class BatchAllLoss(torch.autograd.Function):
 
 
 def _batch_all_step(n: int, x: Tensor, chunk_size: int | None) -> int:
-    # keys, distances, sorted copies and int64 search results per entry
-    return chunk_rows(n, n, 5 * x.element_size() + 20, chunk_size)
+    # keys, distances, error bounds, sorted copies and int64 search results per entry
+    return chunk_rows(n, n, 6 * x.element_size() + 20, chunk_size)
 
 
 def _scale(reduction: str, count: int, nonzero: int) -> float:
