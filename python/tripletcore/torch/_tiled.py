@@ -469,50 +469,61 @@ class _Chunk:
         self.s, self.e = s, e
         keys = space.keys(slice(s, e), space.start)
         self.pos, self.neg = _masks(labels, labels, s, e, 0)
+        self.p_idx, self.p_valid = _positives(self.pos)
         self.dist = space.distances(keys)
         self.tol = space.tol(slice(s, e), space.start)
-        tol = self.tol[:, None]
         if space.metric == "euclidean":
-            # |sqrt(k) - sqrt(k_exact)| for |k - k_exact| <= tol
-            err = torch.where(keys >= tol, tol / (keys.sqrt() + (keys - tol).sqrt()), tol.sqrt())
             # near-coincident pairs: the expansion has no relative accuracy there
-            small = (keys <= 1024.0 * tol) & (self.pos | self.neg)
+            small = (keys <= 1024.0 * self.tol[:, None]) & (self.pos | self.neg)
             r, c = torch.nonzero(small, as_tuple=True)
             if r.numel():
                 self.dist[r, c] = space.pair_keys(r + s, c).sqrt().to(self.dist.dtype)
-                err[r, c] = 0.0
+
+    def _errors(self) -> Tensor:
+        """Per entry, a bound on the error of ``dist`` (conservative for the
+        entries recomputed from differences)."""
+        d, tol = self.dist, self.tol[:, None]
+        if self.space.metric == "euclidean":
+            # |sqrt(k) - sqrt(k_exact)| for |k - k_exact| <= tol, k = d^2
+            k = d * d
+            err = torch.where(k >= tol, tol / (d + (k - tol).sqrt()), tol.sqrt())
         else:
-            err = tol.expand_as(keys)
-        # with the rounding of the division, the square root and the stored distance
-        unit = torch.finfo(self.dist.dtype).eps
-        self.err = err * (1.0 + 2.0**-10) + unit * self.dist
+            err = tol
+        # with the rounding of these operations, the square root and d itself
+        return err * (1.0 + 2.0**-10) + 2.0 * torch.finfo(d.dtype).eps * d
 
     def hinge(self, margin: float) -> tuple[Tensor, Tensor, Tensor]:
         """Per-anchor loss sum (float64), active-triplet count, pair weights.
 
         Triplets whose hinge argument is within the distances' error bound of
-        the kink are redone on exact distances (both ends), so exact ties fall
-        as in the Rust kernel and on the exact side of the kink otherwise.
+        the kink are decided on exact distances (both ends, in float64), so
+        exact ties fall as in the Rust kernel and others on their exact side.
         """
-        loss, nonzero, weights = _hinge(self.dist, self.pos, self.neg, margin)
-        if math.isinf(margin):
-            return loss, nonzero, weights
-        r, c = _near_kink_entries(self.dist, self.err, self.pos, self.neg, margin)
-        if r.numel():
-            exact = self.space.distances(self.space.pair_keys(r + self.s, c))
-            rows, at = torch.unique(r, return_inverse=True)
-            sub = self.dist[rows].double()
-            sub[at, c] = exact
-            part = _hinge(sub, self.pos[rows], self.neg[rows], margin)
-            loss[rows], nonzero[rows] = part[0], part[1]
-            weights[rows] = part[2].to(weights.dtype)
-            self.dist[r, c] = exact.to(self.dist.dtype)
+        d, neg, p_idx, p_valid = self.dist, self.neg, self.p_idx, self.p_valid
+        if math.isinf(margin) or p_idx.shape[1] == 0:
+            return _hinge(d, neg, p_idx, p_valid, margin)
+        r, c = _near_kink_entries(d, self._errors(), self.pos, neg, p_idx, p_valid, margin)
+        if not r.numel():
+            return _hinge(d, neg, p_idx, p_valid, margin)
+        exact = self.space.distances(self.space.pair_keys(r + self.s, c))
+        unsure, at = torch.unique(r, return_inverse=True)
+        sub = d[unsure].double()
+        sub[at, c] = exact
+        d[r, c] = exact.to(d.dtype)
+        sure = torch.ones(d.shape[0], dtype=torch.bool, device=d.device)
+        sure[unsure] = False
+        sure = torch.nonzero(sure).flatten()
+        loss = torch.empty(d.shape[0], dtype=torch.float64, device=d.device)
+        nonzero = torch.empty(d.shape[0], dtype=torch.int64, device=d.device)
+        weights = torch.empty_like(d)
+        for rows, dist in ((sure, d[sure]), (unsure, sub)):
+            part = _hinge(dist, neg[rows], p_idx[rows], p_valid[rows], margin)
+            loss[rows], nonzero[rows], weights[rows] = part[0], part[1], part[2].to(d.dtype)
         return loss, nonzero, weights
 
     def soft(self) -> tuple[Tensor, Tensor, Tensor]:
         """As :meth:`hinge` for ``softplus(d_ap - d_an)``, in sub-blocks of rows."""
-        d, neg = self.dist, self.neg
-        p_idx, p_valid = _positives(self.pos)
+        d, neg, p_idx, p_valid = self.dist, self.neg, self.p_idx, self.p_valid
         rows = d.shape[0]
         loss = torch.zeros(rows, dtype=torch.float64, device=d.device)
         nonzero = torch.zeros(rows, dtype=torch.int64, device=d.device)
@@ -535,37 +546,38 @@ class _Chunk:
         return loss, nonzero, weights
 
 
-def _hinge(d: Tensor, pos: Tensor, neg: Tensor, margin: float) -> tuple[Tensor, Tensor, Tensor]:
+def _hinge(
+    d: Tensor, neg: Tensor, p_idx: Tensor, p_valid: Tensor, margin: float
+) -> tuple[Tensor, Tensor, Tensor]:
     """Batch-all hinge per anchor row by sorting: loss sums (float64), active
-    counts and pair weights."""
+    counts and pair weights. ``p_idx``/``p_valid``: the rows' positives."""
     neg_sorted = torch.sort(torch.where(neg, d, _INF), dim=1).values
-    top = d + margin  # [d_ap - d_an + m]_+ > 0 iff d_an < d_ap + m
+    top = d.gather(1, p_idx) + margin  # [d_ap - d_an + m]_+ > 0 iff d_an < d_ap + m
     # per positive: the number of negatives inside its window
-    c = torch.searchsorted(neg_sorted, torch.where(pos, top, -_INF), right=False)
-    top_sorted = torch.sort(torch.where(pos, top, _INF), dim=1).values
+    c = torch.searchsorted(neg_sorted, torch.where(p_valid, top, -_INF), right=False)
+    top_sorted = torch.sort(torch.where(p_valid, top, _INF), dim=1).values
     # per negative: the number of positives whose window contains it
     inside = torch.searchsorted(top_sorted, d, right=True)
-    cnt = torch.where(neg, pos.sum(dim=1)[:, None] - inside, 0)
+    cnt = torch.where(neg, p_valid.sum(dim=1)[:, None] - inside, 0)
     cf, ef = c.to(d.dtype), cnt.to(d.dtype)
-    loss = (cf * torch.where(pos, top, 0.0)).sum(dim=1, dtype=torch.float64)
+    loss = (cf * torch.where(p_valid, top, 0.0)).sum(dim=1, dtype=torch.float64)
     loss -= (ef * d).sum(dim=1, dtype=torch.float64)
-    return loss, c.sum(dim=1), cf - ef
+    # padding entries add 0 (to column 0)
+    weights = ef.neg_().scatter_add_(1, p_idx, cf)
+    return loss, c.sum(dim=1), weights
 
 
 def _near_kink_entries(
-    d: Tensor, err: Tensor, pos: Tensor, neg: Tensor, margin: float
+    d: Tensor, err: Tensor, pos: Tensor, neg: Tensor, p_idx: Tensor, p_valid: Tensor, margin: float
 ) -> tuple[Tensor, Tensor]:
     """Entries ``(row, column)`` to redo on exact distances: every negative
     whose distance interval ``d +- err`` meets the interval of some positive's
     ``d + margin``, and all positives of the rows that have one."""
-    top = d + margin
-    err_top = err + torch.finfo(d.dtype).eps * top.abs()  # with the rounding of the sum
-    p_idx, p_valid = _positives(pos)
-    if p_idx.shape[1] == 0:
-        return p_idx.new_zeros(0), p_idx.new_zeros(0)
-    t, et = top.gather(1, p_idx), err_top.gather(1, p_idx)
-    lo = torch.sort(torch.where(p_valid, t - et, _INF), dim=1).values
-    hi = torch.sort(torch.where(p_valid, t + et, _INF), dim=1).values
+    top = d.gather(1, p_idx) + margin
+    # with the rounding of the sum
+    err_top = err.gather(1, p_idx) + torch.finfo(d.dtype).eps * top.abs()
+    lo = torch.sort(torch.where(p_valid, top - err_top, _INF), dim=1).values
+    hi = torch.sort(torch.where(p_valid, top + err_top, _INF), dim=1).values
     # positives with lo <= d_n + err, less those with hi < d_n - err
     meets = torch.searchsorted(lo, torch.where(neg, d + err, -_INF), right=True)
     meets -= torch.searchsorted(hi, torch.where(neg, d - err, _INF), right=False)
