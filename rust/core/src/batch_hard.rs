@@ -486,6 +486,7 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool, c
     let (r0, r1) = (rows.start, rows.end);
     let padded_end = r0 + (r1 - r0).div_ceil(MR) * MR;
     let panels = ctx.panels;
+    let fresh = MinTrack::<T>::new().best;
     for_each_tile::<T, MR, NR, FMA, false, _>(
         ctx.anchors,
         panels,
@@ -533,7 +534,17 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool, c
                 let na = ctx.anchors.norms[i];
                 let li = ctx.xlab[i];
                 let w = T::from_f64(ctx.kcoef * (na.to_f64() + wmax) + ctx.tiny);
-                let thr_neg = st.neg.best + w;
+                let mut thr_neg = st.neg.best + w;
+                if st.neg.best >= fresh {
+                    // A fresh row would take every negative of the tile; the
+                    // tile's nearest, v, bounds the minimum by v + w, so values
+                    // above v + 3w (one w of slack) could only be pruned later.
+                    let v = tile_min_neg::<T, NR>(dots, na, nb, lab, li);
+                    let thr = v + (w + w + w);
+                    if thr < thr_neg {
+                        thr_neg = thr;
+                    }
+                }
                 let thr_pos = T::ZERO - st.pos.best - w;
                 let (mut hit, col) = pass_bits::<T, NR, SYM>(
                     dots, na, nb, lab, li, thr_pos, thr_neg, &col_pos, &col_neg,
@@ -575,6 +586,34 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool, c
             }
         },
     );
+}
+
+/// For one tile row, the least `v = na + nb - 2 dot` over the columns of
+/// another label (+inf where there are none; padding columns are +inf).
+#[inline(always)]
+fn tile_min_neg<T: Real, const NR: usize>(
+    dots: &[T; NR],
+    na: T,
+    nb: &[T; NR],
+    lab: &[u32; NR],
+    li: u32,
+) -> T {
+    #[cfg(target_arch = "x86_64")]
+    if NR == 32 && is_f32::<T>() && simd_level() == Simd::Avx512 {
+        let f = |v: &[T; NR]| v.as_ptr().cast::<f32>();
+        // SAFETY: T is f32 and NR is 32 (checked); the CPU has AVX-512F (checked at run time).
+        let m =
+            unsafe { wide::min_neg_f32x32(f(dots), na.to_f64() as f32, f(nb), lab.as_ptr(), li) };
+        return T::from_f64(f64::from(m));
+    }
+    let mut m = T::INFINITY;
+    for c in 0..NR {
+        let v = na + nb[c] - T::TWO * dots[c];
+        if lab[c] != li && v < m {
+            m = v;
+        }
+    }
+    m
 }
 
 /// For one tile row: bit c of the first mask is set where column c passes
@@ -670,6 +709,33 @@ mod wide {
             }
         }
         (row, col)
+    }
+
+    /// [`super::tile_min_neg`] for 32 f32 columns, with the same per-lane operations.
+    ///
+    /// # Safety
+    /// Every pointer holds 32 values; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn min_neg_f32x32(
+        dots: *const f32,
+        na: f32,
+        nb: *const f32,
+        lab: *const u32,
+        li: u32,
+    ) -> f32 {
+        let (na, two) = (_mm512_set1_ps(na), _mm512_set1_ps(2.0));
+        let li = _mm512_set1_epi32(li as i32);
+        let mut m = _mm512_set1_ps(f32::INFINITY);
+        for h in 0..2 {
+            let o = 16 * h;
+            let v = _mm512_sub_ps(
+                _mm512_add_ps(na, _mm512_loadu_ps(nb.add(o))),
+                _mm512_mul_ps(two, _mm512_loadu_ps(dots.add(o))),
+            );
+            let other = _mm512_cmpneq_epi32_mask(_mm512_loadu_si512(lab.add(o).cast()), li);
+            m = _mm512_mask_min_ps(m, other, m, v);
+        }
+        _mm512_reduce_min_ps(m)
     }
 }
 
