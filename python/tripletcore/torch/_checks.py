@@ -30,6 +30,7 @@ __all__ = [
     "as_choice",
     "check_chunk_size",
     "check_embeddings",
+    "check_finite",
     "check_labels",
     "check_margin",
     "compute_dtype",
@@ -48,8 +49,11 @@ def check_margin(margin: Any) -> float:
     return value
 
 
-def check_embeddings(x: Any, name: str = "embeddings") -> Tensor:
-    """A 2-D, non-empty, finite floating-point tensor; half precision only on CUDA."""
+def check_embeddings(x: Any, name: str = "embeddings", finite: bool = True) -> Tensor:
+    """A 2-D, non-empty, finite floating-point tensor; half precision only on CUDA.
+
+    ``finite=False`` leaves the finiteness to the caller (:func:`check_finite`).
+    """
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.dtype.is_floating_point:
@@ -63,9 +67,14 @@ def check_embeddings(x: Any, name: str = "embeddings") -> Tensor:
             f"{name} is {x.dtype} on the CPU: half precision is supported on CUDA only "
             "(computed there with float32 accumulation); call .float() for the CPU kernels"
         )
+    if finite:
+        check_finite(x, name)
+    return x
+
+
+def check_finite(x: Tensor, name: str = "embeddings") -> None:
     if not _all_finite(x):
         raise ValueError(f"{name} contains NaN or infinite values")
-    return x
 
 
 def _all_finite(x: Tensor) -> bool:

@@ -15,6 +15,7 @@ from ._checks import (
     as_choice,
     check_chunk_size,
     check_embeddings,
+    check_finite,
     check_labels,
     check_margin,
     compute_dtype,
@@ -71,9 +72,12 @@ def triplet_margin_loss(
     fallback = as_choice(fallback, "fallback", FALLBACKS)
     m = check_margin(margin)
     chunk_size = check_chunk_size(chunk_size)
-    x = check_embeddings(embeddings)
+    x = check_embeddings(embeddings, finite=False)
     lab = check_labels(labels, x)
     path = resolve_backend(backend, x.device)
+    if path != "rust" or reduction == "none" or distributed:
+        # the Rust loss kernel checks its input itself (in the pass it makes anyway)
+        check_finite(x)
     x = _prepare(x, bool(normalize))
     if distributed:
         x, lab = all_gather_with_grad(x, lab)

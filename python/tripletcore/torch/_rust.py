@@ -16,6 +16,7 @@ from torch.autograd.function import once_differentiable
 
 from .. import _core
 from .._convert import FloatArray, IntArray
+from ._checks import check_finite
 from ._tiled import tiled_loss
 from ._triplets import hard_triplets, triplet_loss
 
@@ -37,7 +38,11 @@ class RustLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, *args: Any) -> Tensor:
         x, labels, *opts = args
-        loss, grad = _core.triplet_margin_loss(numpy_view(x), numpy_labels(labels), *opts)
+        try:
+            loss, grad = _core.triplet_margin_loss(numpy_view(x), numpy_labels(labels), *opts)
+        except ValueError:
+            check_finite(x)  # the kernel's check, in the torch layer's words
+            raise
         ctx.grad = grad
         ctx.opts = opts
         ctx.save_for_backward(x, labels)
