@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -28,7 +29,9 @@ def numpy_view(x: Tensor) -> FloatArray:
 
 
 def numpy_labels(labels: Tensor) -> IntArray:
-    out: IntArray = labels.detach().to(torch.int64).contiguous().numpy()
+    if labels.dtype != torch.int64 or not labels.is_contiguous():
+        labels = labels.to(torch.int64).contiguous()
+    out: IntArray = labels.detach().numpy()
     return out
 
 
@@ -46,7 +49,8 @@ class RustLoss(torch.autograd.Function):
         ctx.grad = grad
         ctx.opts = opts
         ctx.save_for_backward(x, labels)
-        return torch.tensor(float(loss), dtype=x.dtype)
+        # a 0-d array of x's dtype shared as a tensor: cheaper than torch.tensor(float)
+        return torch.from_numpy(np.array(loss, dtype=grad.dtype))
 
     @staticmethod
     @once_differentiable
