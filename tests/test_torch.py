@@ -726,3 +726,19 @@ def test_cuda_memory_stays_below_the_full_matrix():
     tt.triplet_margin_loss(x, labels).backward()
     peak = torch.cuda.max_memory_allocated() - base
     assert peak < 0.5 * n * n * 4  # well under one float32 N x N matrix (3.6 GB)
+
+
+def test_the_tiled_memory_benchmark_runs(tmp_path):
+    # benches/bench_tiled_memory.py at a small N: its report holds the step and the peak
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benches" / "bench_tiled_memory.py"
+    spec = importlib.util.spec_from_file_location("bench_tiled_memory", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "report.md"
+    report = bench.main(["--n", "300", "--out", str(out)])
+    assert out.read_text() == report
+    assert "N = 300" in report and "peak memory" in report and "step (mine" in report
