@@ -688,16 +688,13 @@ mod wide {
         col_pos: *const f32,
         col_neg: *const f32,
     ) -> (u64, u64) {
-        let (na, two) = (_mm512_set1_ps(na), _mm512_set1_ps(2.0));
+        let na = _mm512_set1_ps(na);
         let (tp, tn) = (_mm512_set1_ps(thr_pos), _mm512_set1_ps(thr_neg));
         let li = _mm512_set1_epi32(li as i32);
         let (mut row, mut col) = (0u64, 0u64);
         for h in 0..2 {
             let o = 16 * h;
-            let v = _mm512_sub_ps(
-                _mm512_add_ps(na, _mm512_loadu_ps(nb.add(o))),
-                _mm512_mul_ps(two, _mm512_loadu_ps(dots.add(o))),
-            );
+            let v = squared_keys(na, nb.add(o), dots.add(o));
             let same = _mm512_cmpeq_epi32_mask(_mm512_loadu_si512(lab.add(o).cast()), li);
             let ge = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, tp);
             let le = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(v, tn);
@@ -709,6 +706,19 @@ mod wide {
             }
         }
         (row, col)
+    }
+
+    /// `(na + nb) - 2 dot` for 16 columns.
+    ///
+    /// # Safety
+    /// `nb` and `dots` hold 16 values; the CPU has AVX-512F.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn squared_keys(na: __m512, nb: *const f32, dots: *const f32) -> __m512 {
+        _mm512_sub_ps(
+            _mm512_add_ps(na, _mm512_loadu_ps(nb)),
+            _mm512_mul_ps(_mm512_set1_ps(2.0), _mm512_loadu_ps(dots)),
+        )
     }
 
     /// [`super::tile_min_neg`] for 32 f32 columns, with the same per-lane operations.
@@ -723,15 +733,12 @@ mod wide {
         lab: *const u32,
         li: u32,
     ) -> f32 {
-        let (na, two) = (_mm512_set1_ps(na), _mm512_set1_ps(2.0));
+        let na = _mm512_set1_ps(na);
         let li = _mm512_set1_epi32(li as i32);
         let mut m = _mm512_set1_ps(f32::INFINITY);
         for h in 0..2 {
             let o = 16 * h;
-            let v = _mm512_sub_ps(
-                _mm512_add_ps(na, _mm512_loadu_ps(nb.add(o))),
-                _mm512_mul_ps(two, _mm512_loadu_ps(dots.add(o))),
-            );
+            let v = squared_keys(na, nb.add(o), dots.add(o));
             let other = _mm512_cmpneq_epi32_mask(_mm512_loadu_si512(lab.add(o).cast()), li);
             m = _mm512_mask_min_ps(m, other, m, v);
         }
