@@ -556,7 +556,7 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool, c
                     hit &= hit - 1;
                     let j = c0 + c;
                     if !(ctx.self_excluded && j == i && lab[c] == li) {
-                        offer(st, lab[c] == li, na + nb[c] - T::TWO * dots[c], w, j);
+                        offer(st, lab[c] == li, squared_key(na, nb[c], dots[c]), w, j);
                     }
                 }
             }
@@ -575,7 +575,7 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool, c
                             break;
                         }
                         let (na, li) = (ctx.anchors.norms[i], ctx.xlab[i]);
-                        let (same, v) = (lab[c] == li, na + nb[c] - T::TWO * dots[c]);
+                        let (same, v) = (lab[c] == li, squared_key(na, nb[c], dots[c]));
                         if (same & (v >= col_pos[c])) | (!same & (v <= col_neg[c])) {
                             offer(st, same, v, wcol, i);
                         }
@@ -586,6 +586,13 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool, c
             }
         },
     );
+}
+
+/// The scan's approximate squared distance `(na + nb) - 2 dot`: every test
+/// and offer uses these operations (the SIMD paths too), so the same bits.
+#[inline(always)]
+fn squared_key<T: Real>(na: T, nb: T, dot: T) -> T {
+    na + nb - T::TWO * dot
 }
 
 /// For one tile row, the least `v = na + nb - 2 dot` over the columns of
@@ -608,7 +615,7 @@ fn tile_min_neg<T: Real, const NR: usize>(
     }
     let mut m = T::INFINITY;
     for c in 0..NR {
-        let v = na + nb[c] - T::TWO * dots[c];
+        let v = squared_key(na, nb[c], dots[c]);
         if lab[c] != li && v < m {
             m = v;
         }
@@ -654,7 +661,7 @@ fn pass_bits<T: Real, const NR: usize, const SYM: bool>(
     }
     let (mut row, mut col) = (0u64, 0u64);
     for c in 0..NR {
-        let v = na + nb[c] - T::TWO * dots[c];
+        let v = squared_key(na, nb[c], dots[c]);
         let same = lab[c] == li;
         let pass = (same & (v >= thr_pos)) | (!same & (v <= thr_neg));
         row |= (pass as u64) << c;
@@ -708,7 +715,7 @@ mod wide {
         (row, col)
     }
 
-    /// `(na + nb) - 2 dot` for 16 columns.
+    /// [`super::squared_key`] for 16 columns.
     ///
     /// # Safety
     /// `nb` and `dots` hold 16 values; the CPU has AVX-512F.
