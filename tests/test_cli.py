@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tripletcore.cli import main
+from tripletcore.app.cli import main
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -84,7 +84,7 @@ def test_demo_in_process_other_mining(tmp_path, capsys, mining):
 def test_console_script_is_declared():
     scripts = metadata.entry_points(group="console_scripts")
     (ep,) = [e for e in scripts if e.name == "tripletcore"]
-    assert ep.value == "tripletcore.cli:main"
+    assert ep.value == "tripletcore.app.cli:main"
 
 
 # ---------------------------------------------------------------- analyze

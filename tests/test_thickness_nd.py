@@ -1,4 +1,4 @@
-"""Tests of the certified thickness bounds in n >= 3 dimensions (``_thickness_nd``).
+"""Tests of the certified thickness bounds in n >= 3 dimensions (``theory._thickness``).
 
 The 3-D oracle is exact: the minimum width of a polytope in R^3 is attained along
 the normal of a facet (face-vertex) or along the cross product of two edges
@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-import tripletcore._thickness_nd as tnd
-from tripletcore._thickness_nd import thickness_interval
+import tripletcore.theory._thickness as tnd
+from tripletcore.theory._thickness import thickness_interval
 
 RTOL = 1e-6
 
@@ -27,7 +27,7 @@ RTOL = 1e-6
 @pytest.fixture(autouse=True, scope="module")
 def _single_threaded_blas():
     """The matrices here are small: threaded BLAS only adds synchronisation, which
-    on an oversubscribed machine costs 10x (as in experiments.collapse)."""
+    on an oversubscribed machine costs 10x (as in research.collapse)."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:

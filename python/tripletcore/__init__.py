@@ -26,6 +26,7 @@ from .geometry import (
 from .loss import triplet_margin_loss
 from .mining import BatchHardResult, SemiHardResult, batch_hard, semi_hard
 from .proxies import CoveringRadius, KCenterResult, covering_radius, kcenter
+from .sampling import pk_batch
 
 __all__ = [
     "Attained",
@@ -51,6 +52,7 @@ __all__ = [
     "isometric_error",
     "kcenter",
     "knn",
+    "pk_batch",
     "retrieval_metrics",
     "semi_hard",
     "sup_displacement",

@@ -152,7 +152,7 @@ def thickness(A: Any, *, rtol: float = 1e-6, max_cells: int = 200_000) -> Thickn
     if a.shape[1] == 2:
         width, (dx, dy), _, _, _ = _core.min_width_2d(a)
         return Thickness(width, width, np.array([dx, dy]), True)
-    from ._thickness_nd import thickness_interval
+    from .theory._thickness import thickness_interval
 
     lower, upper, direction, exact = thickness_interval(
         np.ascontiguousarray(a, dtype=np.float64), rtol=rtol, max_cells=max_cells

@@ -474,7 +474,7 @@ def iso_distance_line(
     assert best is not None
     lower = min([*leaves, *(f[0] for f in frontier)])
     exact = not frontier or frontier[0][0] >= best[0]
-    from .geometry import is_triplet_separated, isometric_error
+    from ..geometry import is_triplet_separated, isometric_error
 
     # HiGHS is feasible to ~1e-7 only: shrink until the exact checker agrees
     yy = np.zeros_like(x)  # the collapsed configuration, always TS

@@ -6,7 +6,7 @@ random and adversarial families) it computes
 
 * ``L`` (:func:`tripletcore.hardest_triplet`);
 * certified lower bounds on ``d_iso(f, F_TS)``: ``L/2``, the semimetric LP of
-  :mod:`tripletcore._ts_lp` (always in ``[L/2, L]``, so it can never refute
+  :mod:`tripletcore.theory.lp` (always in ``[L/2, L]``, so it can never refute
   the claim), and, on the line (n = 1), the exact value over all class
   orderings, which could;
 * an upper bound ``d_iso(X, Y)`` from explicit Triplet-Separated ``Y``
@@ -20,9 +20,10 @@ cases maximises ``LP / L`` (how far the relaxation gets above ``L/2``), the
 certified ``lower / L`` on the line (a value > 2 refutes the claim) and
 ``upper / L`` (values near 2 would point to where a counterexample might
 live). Outputs in ``--out``: ``summary.json``, ``worst_*.npz`` and
-``ratios.png``; ``docs/theorem3.md`` discusses the results.
+``ratios.png``; ``research/theorem3.md`` discusses the results.
 
-Run ``python -m tripletcore.experiments.theorem3 [--quick] [--seed S] [--out DIR]``.
+Run ``python -m research.theorem3 [--quick] [--seed S] [--out DIR]`` from the
+repository root.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import argparse
 import importlib
 import json
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +42,9 @@ import numpy as np
 import numpy.typing as npt
 
 import tripletcore as tc
-from tripletcore._ts_lp import iso_distance_line, iso_lower_bound_lp
+from tripletcore.theory.lp import iso_distance_line, iso_lower_bound_lp
+
+from .common import log_to_stderr
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -433,7 +435,7 @@ def _min_gap(c: F64) -> float:
 
 
 def hand_cases() -> list[tuple[str, F64, I64]]:
-    """Configurations worked out by hand in ``docs/theorem3.md``."""
+    """Configurations worked out by hand in ``research/theorem3.md``."""
     return [
         ("hand:line3", np.array([[0.0], [2.0], [1.0]]), np.array([0, 0, 1])),
         ("hand:line4", np.array([[0.0], [1.0], [1.0], [2.0]]), np.array([0, 0, 1, 0])),
@@ -529,7 +531,7 @@ class Report:
 
 def command(seed: int, quick: bool, out: Path) -> str:
     q = " --quick" if quick else ""
-    return f"python -m tripletcore.experiments.theorem3{q} --seed {seed} --out {out}"
+    return f"python -m research.theorem3{q} --seed {seed} --out {out}"
 
 
 def check_counterexample(ev: Evaluation, rng: np.random.Generator) -> dict[str, Any]:
@@ -695,7 +697,7 @@ def run(
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """The whole search; writes the outputs and returns the JSON summary."""
-    say = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    say = log or log_to_stderr
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     solver = "tripletcore.theory.nearest_triplet_separated" if lead_solver() else "stand-in"

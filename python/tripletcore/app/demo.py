@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from . import __version__
+from .. import __version__
+from ..evaluation import retrieval_metrics
+from ..geometry import hardest_triplet
+from ..sampling import pk_batch
 from .analysis import collapse_indicators, has_triplet, json_safe
-from .evaluation import retrieval_metrics
-from .geometry import hardest_triplet
 
 if TYPE_CHECKING:
     import torch
@@ -158,22 +159,6 @@ def augment(images: F32, rng: np.random.Generator) -> F32:
     out = padded[np.arange(b)[:, None, None], r, c]
     noise = rng.normal(0.0, 0.05, size=out.shape).astype(np.float32)
     return np.asarray(out + noise, dtype=np.float32)
-
-
-def pk_batch(labels: I64, size: int, rng: np.random.Generator) -> I64:
-    """Row indices of a P x K batch of exactly ``size`` rows: P = min(#classes,
-    size // 2) random classes (so K >= 2, every anchor has a positive), the
-    rows shared out evenly; drawn without replacement while a class has rows."""
-    classes = np.unique(labels)
-    p = max(2, min(len(classes), size // 2))
-    chosen = rng.choice(classes, p, replace=False)
-    counts = np.full(p, size // p)
-    counts[: size % p] += 1
-    rows = []
-    for c, k in zip(chosen, counts, strict=True):
-        pool = np.flatnonzero(labels == c)
-        rows.append(rng.choice(pool, int(k), replace=bool(k > len(pool))))
-    return np.concatenate(rows).astype(np.int64)
 
 
 # ---------------------------------------------------------------- model

@@ -1,4 +1,4 @@
-"""The paper figures and the collapse experiment (tripletcore.experiments).
+"""The paper figures and the collapse experiment (research.paper, research.collapse).
 
 Both entry points run once with --quick (concurrently) into a temporary
 folder; the checks read what they wrote. The NumPy backprop of the
@@ -18,8 +18,9 @@ import tripletcore as tc
 
 pytest.importorskip("matplotlib")
 
-from tripletcore.experiments import collapse, paper  # noqa: E402
+from research import collapse, paper  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: `python -m research.*` runs there
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURES = ["fig2_setup", "fig3_haus", "fig4_iso", "fig5_hardest", "fig6_collapse"]
 COLLAPSE_PLOTS = [f"collapse_{k}" for k in collapse.MEASURES] + [
@@ -41,7 +42,7 @@ def runs(tmp_path_factory):
         cmd = [
             sys.executable,
             "-m",
-            f"tripletcore.experiments.{name}",
+            f"research.{name}",
             "--quick",
             "--out",
             str(out),
@@ -49,7 +50,7 @@ def runs(tmp_path_factory):
         procs[name] = (
             out,
             subprocess.Popen(
-                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT
             ),
         )
     done = {}

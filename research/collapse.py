@@ -13,7 +13,8 @@ Two experiments on a grid of N x n:
   dimensions, how much the nearest Triplet-Separated configuration (the
   paper's ``f*_haus``) shrinks.
 
-Run ``python -m tripletcore.experiments.collapse [--out DIR] [--quick] [--seed S]``.
+Run ``python -m research.collapse [--out DIR] [--quick] [--seed S]`` from the
+repository root.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import argparse
 import importlib
 import json
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -34,8 +34,10 @@ import numpy as np
 import numpy.typing as npt
 
 import tripletcore as tc
-from tripletcore.demo import pk_batch
+from tripletcore import pk_batch
 from tripletcore.theory import nearest_triplet_separated
+
+from .common import load_digits, log_to_stderr, stratified_parts
 
 F64 = npt.NDArray[np.float64]
 Arr = npt.NDArray[np.floating[Any]]
@@ -86,25 +88,19 @@ def load_dataset(kind: str = "auto", seed: int = 0, test_fraction: float = 0.3) 
     name = "synthetic"
     if kind in ("auto", "digits"):
         try:
-            # imported by name: scikit-learn is optional and ships no type information
-            datasets = importlib.import_module("sklearn.datasets")
+            x, y = load_digits()
         except ImportError:
             if kind == "digits":
                 raise
         else:
-            d = datasets.load_digits()
-            x, y = np.asarray(d.data, np.float64) / 16.0, np.asarray(d.target, np.int64)
             shape, name = (8, 8), "digits"
     if name == "synthetic":
         x, y = _synthetic(rng)
-    test = np.zeros(len(y), bool)
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        test[idx[: int(round(test_fraction * len(idx)))]] = True
-    mean = x[~test].mean(axis=0)
-    scale = float(x[~test].std()) or 1.0
+    test, train = stratified_parts(y, (test_fraction,), rng)
+    mean = x[train].mean(axis=0)
+    scale = float(x[train].std()) or 1.0
     x = (x - mean) / scale
-    return Dataset(name, x[~test], y[~test], x[test], y[test], shape)
+    return Dataset(name, x[train], y[train], x[test], y[test], shape)
 
 
 def _synthetic(
@@ -480,7 +476,7 @@ def run(
 ) -> CollapseReport:
     """Run both experiments, write plots, ``collapse.md`` and ``collapse.json`` to ``out``."""
     with one_blas_thread():
-        return _run(out, cfg, seed, log or (lambda s: print(s, file=sys.stderr, flush=True)))
+        return _run(out, cfg, seed, log or log_to_stderr)
 
 
 def _run(out: Path, cfg: GridConfig, seed: int, say: Callable[[str], None]) -> CollapseReport:

@@ -13,7 +13,7 @@ are evaluated on the test split (Recall@1 and MAP@R of
 other test rows). The multi-proxy rounds use the same validation metric to
 decide when a round ends (patience 3 epochs), as the paper does.
 
-Run ``python -m tripletcore.experiments.seed_methods [--quick] [--seeds N]
+Run ``python -m research.seed_methods [--quick] [--seeds N]
 [--epochs E] [--patience P] [--methods a,b] [--out FILE.json]``; it prints
 a Markdown table of mean +- std over the seeds and the paired per-seed
 differences to the first method. Needs torch and scikit-learn.
@@ -22,7 +22,6 @@ differences to the first method. Needs torch and scikit-learn.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import sys
@@ -38,6 +37,8 @@ from torch import Tensor
 
 import tripletcore as tc
 import tripletcore.torch as tt
+
+from .common import load_digits, stratified_parts
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -87,20 +88,11 @@ class Split:
 
 def load_digits_split(seed: int) -> Split:
     """Stratified 55 / 15 / 30 % split of sklearn's digits, pixels / 16."""
-    d = importlib.import_module("sklearn.datasets").load_digits()
-    x = np.asarray(d.data, np.float32) / 16.0
-    y = np.asarray(d.target, np.int64)
-    rng = np.random.default_rng(seed)
-    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
-    for c in np.unique(y):
-        rows = rng.permutation(np.flatnonzero(y == c))
-        a, b = round(0.55 * len(rows)), round(0.70 * len(rows))
-        parts["train"] += rows[:a].tolist()
-        parts["val"] += rows[a:b].tolist()
-        parts["test"] += rows[b:].tolist()
+    pixels, y = load_digits()
+    x = pixels.astype(np.float32)  # k / 16 is exact in both widths
+    parts = stratified_parts(y, (0.55, 0.70), np.random.default_rng(seed))
     out = Split()
-    for name, part in parts.items():
-        idx = np.sort(np.array(part))
+    for name, idx in zip(("train", "val", "test"), parts, strict=True):
         out.x[name] = torch.from_numpy(x[idx])
         out.y[name] = torch.from_numpy(y[idx])
     return out

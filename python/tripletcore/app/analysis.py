@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .evaluation import retrieval_metrics
-from .geometry import (
+from ..evaluation import retrieval_metrics
+from ..geometry import (
     class_hausdorff,
     diameter,
     hardest_triplet,
@@ -23,7 +23,7 @@ from .geometry import (
     sup_displacement,
     thickness,
 )
-from .loss import triplet_margin_loss
+from ..loss import triplet_margin_loss
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -122,7 +122,7 @@ def ts_bounds(X: F64, labels: I64, *, sample: int | None, steps: int, seed: int)
     (restricting a Triplet-Separated map to a subset keeps it separated and
     cannot raise ``d_iso``); its upper bounds say nothing about the whole set.
     """
-    from .theory import ts_distance_bounds
+    from ..theory import ts_distance_bounds
 
     n = X.shape[0]
     if sample is None and n > BOUNDS_MAX_POINTS:

@@ -1,9 +1,8 @@
-"""The certified LP lower bound on d_iso(f, F_TS) (tripletcore._ts_lp) and the
-Theorem 3 counterexample search (tripletcore.experiments.theorem3)."""
+"""The certified LP lower bound on d_iso(f, F_TS) (tripletcore.theory.lp); the
+Theorem 3 counterexample search that uses it is tested in research/tests."""
 
 from __future__ import annotations
 
-import json
 import sys
 
 import numpy as np
@@ -15,7 +14,7 @@ import tripletcore as tc
 
 pytest.importorskip("scipy")
 
-from tripletcore._ts_lp import (  # noqa: E402
+from tripletcore.theory.lp import (  # noqa: E402
     iso_distance_line,
     iso_lower_bound_lp,
     lagrangian_bound,
@@ -236,48 +235,10 @@ def test_bad_input() -> None:
 
 
 def test_missing_scipy_gives_an_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tripletcore import _ts_lp
+    from tripletcore.theory import lp
 
-    monkeypatch.setattr(_ts_lp, "_SCIPY", None)
+    monkeypatch.setattr(lp, "_SCIPY", None)
     monkeypatch.setitem(sys.modules, "scipy.optimize", None)
     x, lab = _config(3, 4, 2, 2)
     with pytest.raises(ImportError, match="pip install"):
         iso_lower_bound_lp(x, lab)
-
-
-def test_theorem3_quick_run_writes_its_files(tmp_path: object) -> None:
-    pytest.importorskip("matplotlib")
-    from pathlib import Path
-
-    from tripletcore.experiments import theorem3
-
-    out = Path(str(tmp_path)) / "search"
-    assert theorem3.main(["--quick", "--seed", "1", "--out", str(out)]) == 0
-    summary = json.loads((out / "summary.json").read_text())
-    assert (out / "ratios.png").stat().st_size > 0
-    assert summary["worst"] and all((out / w["file"]).exists() for w in summary["worst"])
-    ratios = summary["max_ratio"]
-    assert 0.5 - TINY <= ratios["lp_over_L"] <= 1.0 + TINY
-    assert ratios["lower_over_L"] <= ratios["upper_over_L"] + TINY
-    worst = np.load(out / summary["worst"][0]["file"])
-    assert tc.hardest_triplet(worst["X"], worst["labels"]).value > 0
-
-
-def test_theorem3_helpers_without_the_lead_solver(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tripletcore.experiments import theorem3
-
-    monkeypatch.setitem(sys.modules, "tripletcore.theory", None)
-    assert theorem3.lead_solver() is None
-    x, lab = _config(5, 7, 2, 3)
-    cfg = theorem3.SearchConfig.quick()
-    value, y, how = theorem3.best_upper(x, lab, cfg, seeds=(0,))
-    assert tc.is_triplet_separated(y, lab)
-    assert value == tc.isometric_error(x, y).distance
-    assert value <= tc.diameter(x).distance * (1 + 1e-12)
-    # the counterexample checks run (here on line3, which is no counterexample)
-    ev = theorem3.evaluate("t", np.array([[0.0], [2.0], [1.0]]), np.array([0, 0, 1]), cfg)
-    assert ev is not None and ev.lower == pytest.approx(1.0)
-    checks = theorem3.check_counterexample(ev, np.random.default_rng(0))
-    assert checks["is_ts"] is False
-    assert checks["line_all_permutations"] == pytest.approx(1.0)
-    assert all(r == pytest.approx(1.0, abs=1e-6) for r in checks["perturbed_lower_over_L"])

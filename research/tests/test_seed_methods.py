@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from tripletcore.experiments import seed_methods as sm  # noqa: E402
+from research import seed_methods as sm  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ can do rigorously:
 
 * lower bounds from the hardest triplet ``L``: ``d_iso >= L/2`` and
   ``d_haus >= L/4`` (field notes, section 1), and for small sets a stronger
-  certified linear-programming bound (:mod:`tripletcore._ts_lp`);
+  certified linear-programming bound (:mod:`tripletcore.theory.lp`);
 * upper bounds from any explicit Triplet-Separated configuration ``Y``:
   ``d_iso(f, F_TS) <= d_iso(X, Y)`` and ``d_haus(f, F_TS) <= d_haus(X, Y)``.
 
@@ -25,15 +25,15 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ._convert import as_choice, as_embeddings, as_labels
-from .geometry import (
+from .._convert import as_choice, as_embeddings, as_labels
+from ..geometry import (
     class_hausdorff,
     hardest_triplet,
     is_triplet_separated,
     isometric_error,
     sup_displacement,
 )
-from .loss import triplet_margin_loss
+from ..loss import triplet_margin_loss
 
 OBJECTIVES = ("iso", "sup")
 F64 = npt.NDArray[np.float64]
@@ -141,7 +141,7 @@ def ts_distance_bounds(
     iso_lower = big_l / 2.0
     used_lp = False
     if lp == "on" or (lp == "auto" and x.shape[0] <= 12 and _have_scipy()):
-        from ._ts_lp import iso_lower_bound_lp
+        from .lp import iso_lower_bound_lp
 
         iso_lower = max(iso_lower, iso_lower_bound_lp(x, lab))
         used_lp = True

@@ -1,9 +1,10 @@
 """Figures 2-6 of the seed paper (hard negative mining as minimising a
 Hausdorff-like distance), redrawn with the library's exact geometry and the
 solver :func:`tripletcore.theory.nearest_triplet_separated`, followed by the
-collapse experiment of :mod:`tripletcore.experiments.collapse`.
+collapse experiment of :mod:`research.collapse`.
 
-Run ``python -m tripletcore.experiments.paper [--out DIR] [--quick] [--seed S]``.
+Run ``python -m research.paper [--out DIR] [--quick] [--seed S]`` from the
+repository root.
 The paper does not give its toy coordinates; :data:`TOY_POINTS` are ours.
 """
 

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Exact triplet mining, losses and embedding geometry (tripletcore).",
     )
-    from . import __version__
+    from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

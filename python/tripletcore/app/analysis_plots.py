@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .mining import batch_hard
+from ..mining import batch_hard
 
 
 def write_plots(
