@@ -7,22 +7,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._options import FALLBACKS, METRICS, MININGS, REDUCTIONS, as_choice
+from ._backend import check_backend_name, resolve_backend
 from ._checks import (
-    FALLBACKS,
-    METRICS,
-    MININGS,
-    REDUCTIONS,
-    as_choice,
     check_chunk_size,
     check_embeddings,
     check_finite,
     check_labels,
     check_margin,
     compute_dtype,
-    resolve_backend,
 )
-from ._rust import rust_loss
-from ._tiled import tiled_loss
 from ._triplets import triplet_loss
 from .distributed import all_gather_with_grad
 
@@ -74,15 +68,15 @@ def triplet_margin_loss(
     chunk_size = check_chunk_size(chunk_size)
     x = check_embeddings(embeddings, finite=False)
     lab = check_labels(labels, x)
-    path = resolve_backend(backend, x.device)
-    if path != "rust" or reduction == "none" or distributed:
-        # the Rust loss kernel checks its input itself (in the pass it makes anyway)
+    engine = resolve_backend(backend, x.device)
+    if distributed or not engine.loss_checks_finite:
         check_finite(x)
     x = _prepare(x, bool(normalize))
     if distributed:
         x, lab = all_gather_with_grad(x, lab)
-    run = rust_loss if path == "rust" else tiled_loss
-    return run(x, lab, m, mining, metric, bool(soft), reduction, fallback, chunk_size)
+    return engine.loss(
+        x, lab, m, mining, metric, bool(soft), reduction, fallback, chunk_size=chunk_size
+    )
 
 
 class TripletMarginLoss(torch.nn.Module):
@@ -115,7 +109,7 @@ class TripletMarginLoss(torch.nn.Module):
         self.normalize = bool(normalize)
         self.reduction = as_choice(reduction, "reduction", REDUCTIONS)
         self.fallback = as_choice(fallback, "fallback", FALLBACKS)
-        self.backend = as_choice(backend, "backend", ("auto", "rust", "torch"))
+        self.backend = check_backend_name(backend)
         self.distributed = bool(distributed)
         self.chunk_size = check_chunk_size(chunk_size)
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._checks import check_embeddings, check_labels, compute_dtype, resolve_backend
+from ._backend import resolve_backend
+from ._checks import check_embeddings, check_labels, compute_dtype
 from ._loss import TripletMarginLoss
-from ._rust import rust_batch_hard
-from ._tiled import mine_batch_hard
 from ._triplets import hard_triplets, triplet_loss
 
 __all__ = ["CrossBatchMemory"]
@@ -89,27 +88,21 @@ class CrossBatchMemory(torch.nn.Module):
                 f"embeddings are {x.dtype} but the memory holds {bank.dtype}; "
                 "construct CrossBatchMemory(..., dtype=...) to match"
             )
-        path = resolve_backend(cfg.backend, x.device)
+        engine = resolve_backend(cfg.backend, x.device)
         x = x.to(bank.dtype)
         if cfg.normalize:
             x = torch.nn.functional.normalize(x, dim=1)
-        n = x.shape[0]
         with torch.no_grad():
-            xd = x.detach()
-            if path == "rust":
-                pi, pd, ni, nd = rust_batch_hard(xd, lab, cfg.metric)
-                if self.filled:
-                    # the batch against itself (self excluded) and against the memory,
-                    # merged; ties go to the batch (it comes first in the reference)
-                    qi, qd, mi, md = rust_batch_hard(xd, lab, cfg.metric, bank, bank_labels)
-                    farther = (qi >= 0) & ((pi < 0) | (qd > pd))
-                    nearer = (mi >= 0) & ((ni < 0) | (md < nd))
-                    pi = torch.where(farther, qi + n, pi)
-                    ni = torch.where(nearer, mi + n, ni)
-            else:
-                ref = torch.cat([xd, bank])
-                ref_labels = torch.cat([lab, bank_labels])
-                pi, ni = mine_batch_hard(xd, lab, cfg.metric, ref, ref_labels, 0, cfg.chunk_size)
+            # the reference is the batch (self excluded) followed by the memory
+            pi, ni = engine.mine_batch_hard(
+                x.detach(),
+                lab,
+                cfg.metric,
+                bank,
+                bank_labels,
+                ref_follows_batch=True,
+                chunk_size=cfg.chunk_size,
+            )
         a, p, q = hard_triplets(pi, ni)
         ref_rows = torch.cat([x, bank]) if self.filled else x
         loss = triplet_loss(x, ref_rows, a, p, q, cfg.margin, cfg.metric, cfg.soft, cfg.reduction)
