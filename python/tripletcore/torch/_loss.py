@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._errors import InputError
 from .._options import FALLBACKS, METRICS, MININGS, REDUCTIONS, as_choice
 from ._backend import check_backend_name, resolve_backend
 from ._checks import (
@@ -133,7 +134,11 @@ class TripletMarginLoss(torch.nn.Module):
 
     def _given_triplets(self, embeddings: Tensor, labels: Tensor, indices: Any) -> Tensor:
         if self.distributed:
-            raise ValueError("indices_tuple refers to the local batch; not with distributed=True")
+            raise InputError(
+                "indices_tuple refers to the local batch; not with distributed=True",
+                "indices_tuple",
+                "conflict",
+            )
         x = check_embeddings(embeddings)
         check_labels(labels, x)
         a, p, q = _triplet_indices(indices, x)
@@ -159,16 +164,30 @@ class TripletMarginLoss(torch.nn.Module):
 
 def _triplet_indices(indices: Any, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     if not isinstance(indices, (tuple, list)) or len(indices) != 3:
-        raise ValueError("indices_tuple must be (anchor, positive, negative) index tensors")
+        raise InputError(
+            "indices_tuple must be (anchor, positive, negative) index tensors",
+            "indices_tuple",
+            "shape",
+        )
     out = []
     for name, t in zip(("anchor", "positive", "negative"), indices, strict=True):
         if not isinstance(t, Tensor) or t.dtype != torch.int64 or t.ndim != 1:
             raise TypeError(f"indices_tuple {name} must be a 1-D int64 tensor")
         if t.device != x.device:
-            raise ValueError(f"indices_tuple {name} is on {t.device} but embeddings on {x.device}")
+            raise InputError(
+                f"indices_tuple {name} is on {t.device} but embeddings on {x.device}",
+                "indices_tuple",
+                "device",
+            )
         if t.numel() and (int(t.min()) < 0 or int(t.max()) >= x.shape[0]):
-            raise ValueError(f"indices_tuple {name} has indices outside [0, {x.shape[0]})")
+            raise InputError(
+                f"indices_tuple {name} has indices outside [0, {x.shape[0]})",
+                "indices_tuple",
+                "range",
+            )
         out.append(t)
     if not out[0].shape == out[1].shape == out[2].shape:
-        raise ValueError("indices_tuple tensors must have the same length")
+        raise InputError(
+            "indices_tuple tensors must have the same length", "indices_tuple", "shape"
+        )
     return out[0], out[1], out[2]

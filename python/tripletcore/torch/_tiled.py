@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .._errors import InputError
 from ._checks import compute_dtype
 from ._triplets import hard_triplets, triplet_loss
 
@@ -66,7 +67,7 @@ def chunk_rows(rows: int, cols: int, bytes_per_entry: int, chunk_size: int | Non
     """Rows per chunk: ``chunk_size`` if given, else what fits ``CHUNK_BYTES``."""
     if chunk_size is not None:
         if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+            raise InputError(f"chunk_size must be >= 1, got {chunk_size}", "chunk_size", "range")
         return min(chunk_size, rows)
     return max(1, min(rows, CHUNK_BYTES // max(1, cols * bytes_per_entry)))
 
@@ -85,8 +86,10 @@ def _unit_rows(x: Tensor, name: str) -> tuple[Tensor, Tensor]:
     norms = torch.linalg.vector_norm(x, dim=1)
     zero = torch.nonzero(norms == 0).flatten()
     if zero.numel():
-        raise ValueError(
-            f"{name} row {int(zero[0])} has norm 0; the cosine distance is undefined for it"
+        raise InputError(
+            f"{name} row {int(zero[0])} has norm 0; the cosine distance is undefined for it",
+            name,
+            "zero_norm",
         )
     return x / norms[:, None], norms
 

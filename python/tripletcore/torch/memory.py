@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._errors import InputError
 from ._backend import resolve_backend
 from ._checks import check_embeddings, check_labels, compute_dtype
 from ._loss import TripletMarginLoss
@@ -44,11 +45,23 @@ class CrossBatchMemory(torch.nn.Module):
         if not isinstance(self.loss, TripletMarginLoss):
             raise TypeError("loss must be a tripletcore.torch.TripletMarginLoss")
         if self.loss.mining != "batch_hard":
-            raise ValueError("CrossBatchMemory mines batch-hard triplets: use mining='batch_hard'")
+            raise InputError(
+                "CrossBatchMemory mines batch-hard triplets: use mining='batch_hard'",
+                "loss",
+                "conflict",
+            )
         if self.loss.distributed:
-            raise ValueError("CrossBatchMemory does not gather across ranks (distributed=True)")
+            raise InputError(
+                "CrossBatchMemory does not gather across ranks (distributed=True)",
+                "loss",
+                "conflict",
+            )
         if embedding_size < 1 or memory_size < 1:
-            raise ValueError("embedding_size and memory_size must be >= 1")
+            raise InputError(
+                "embedding_size and memory_size must be >= 1",
+                "embedding_size" if embedding_size < 1 else "memory_size",
+                "range",
+            )
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.embedding_size = int(embedding_size)
@@ -74,14 +87,18 @@ class CrossBatchMemory(torch.nn.Module):
         x = check_embeddings(embeddings)
         lab = check_labels(labels, x)
         if x.shape[1] != self.embedding_size:
-            raise ValueError(
-                f"embeddings have {x.shape[1]} features but the memory holds {self.embedding_size}"
+            raise InputError(
+                f"embeddings have {x.shape[1]} features but the memory holds {self.embedding_size}",
+                "embeddings",
+                "shape",
             )
         bank, bank_labels = self.memory
         if x.device != bank.device:
-            raise ValueError(
+            raise InputError(
                 f"embeddings are on {x.device} but the memory on {bank.device}; "
-                "move the module with .to(device)"
+                "move the module with .to(device)",
+                "embeddings",
+                "device",
             )
         if compute_dtype(x.dtype) != bank.dtype:
             raise TypeError(

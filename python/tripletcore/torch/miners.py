@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._errors import InputError
 from .._options import FALLBACKS, METRICS, as_choice
 from ._backend import check_backend_name, resolve_backend
 from ._checks import (
@@ -61,17 +62,25 @@ class BatchHardMiner(torch.nn.Module):
         x = check_embeddings(embeddings)
         lab = check_labels(labels, x)
         if (ref_emb is None) != (ref_labels is None):
-            raise ValueError("ref_emb and ref_labels must be given together")
+            raise InputError(
+                "ref_emb and ref_labels must be given together",
+                "ref_labels" if ref_labels is None else "ref_emb",
+                "conflict",
+            )
         ref = rlab = None
         if ref_emb is not None:
             ref = check_embeddings(ref_emb, "ref_emb")
             if ref.device != x.device:
-                raise ValueError(f"ref_emb is on {ref.device} but embeddings on {x.device}")
+                raise InputError(
+                    f"ref_emb is on {ref.device} but embeddings on {x.device}", "ref_emb", "device"
+                )
             if ref.dtype != x.dtype:
                 raise TypeError(f"ref_emb is {ref.dtype} but embeddings are {x.dtype}")
             if ref.shape[1] != x.shape[1]:
-                raise ValueError(
-                    f"ref_emb has {ref.shape[1]} features but embeddings have {x.shape[1]}"
+                raise InputError(
+                    f"ref_emb has {ref.shape[1]} features but embeddings have {x.shape[1]}",
+                    "ref_emb",
+                    "shape",
                 )
             rlab = check_labels(ref_labels, ref, "ref_labels", "ref_emb")
             ref = _rows(ref, self.normalize)
