@@ -35,6 +35,10 @@ fn matrix<'a, T: Real + numpy::Element>(
     arg: &'static str,
 ) -> PyResult<Matrix<'a, T>> {
     let (rows, cols) = (a.shape()[0], a.shape()[1]);
+    // as_slice also accepts Fortran order, which would be read transposed
+    if !a.is_c_contiguous() {
+        return Err(not_contiguous(arg));
+    }
     let data = a.as_slice().map_err(|_| not_contiguous(arg))?;
     Matrix::new(data, rows, cols, arg).map_err(core_error)
 }
