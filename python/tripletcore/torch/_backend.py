@@ -66,7 +66,7 @@ import torch
 from torch import Tensor
 
 from .._errors import InputError
-from .._options import as_choice
+from .._options import BACKENDS, as_choice
 
 __all__ = [
     "TorchBackend",
@@ -145,7 +145,7 @@ _BUILTINS_LOADED = False
 
 
 def _load_builtins() -> None:
-    """Register the built-in backends (Rust, then tiled torch), once.
+    """Register the built-in backends (``_options.BACKENDS``: Rust, then tiled torch), once.
 
     Imported here, at first use, because their modules import this one.
     """
@@ -156,9 +156,10 @@ def _load_builtins() -> None:
     from ._rust import RUST_BACKEND
     from ._tiled import TILED_BACKEND
 
-    for builtin in (RUST_BACKEND, TILED_BACKEND):
-        if builtin.name not in _REGISTRY:
-            register_backend(builtin)
+    builtins: dict[str, TorchBackend] = {b.name: b for b in (RUST_BACKEND, TILED_BACKEND)}
+    for name in BACKENDS:  # "auto", then the built-ins in auto's order
+        if name in builtins and name not in _REGISTRY:
+            register_backend(builtins[name])
 
 
 def register_backend(backend: TorchBackend, *, prefer: bool = False) -> None:
