@@ -154,7 +154,7 @@ def _load_builtins() -> None:
         return
     _BUILTINS_LOADED = True
     from ._rust import RUST_BACKEND
-    from ._tiled import TILED_BACKEND
+    from ._tiled_backend import TILED_BACKEND
 
     builtins: dict[str, TorchBackend] = {b.name: b for b in (RUST_BACKEND, TILED_BACKEND)}
     for name in BACKENDS:  # "auto", then the built-ins in auto's order

@@ -20,7 +20,7 @@ from .. import _core
 from .._convert import FloatArray, IntArray
 from .._errors import InputError
 from ._checks import check_finite
-from ._tiled import tiled_loss
+from ._tiled_backend import tiled_loss
 from ._triplets import hard_triplets, triplet_loss
 
 _T = TypeVar("_T")
