@@ -126,3 +126,12 @@ def test_a_backend_named_auto_is_refused(monkeypatch):
     rec.name = "auto"
     with pytest.raises(ValueError, match="'auto' is not a backend name"):
         register_backend(rec)
+
+
+def test_a_backend_without_prefer_comes_after_the_builtins(monkeypatch):
+    monkeypatch.setattr(_backend, "_REGISTRY", dict(_backend._REGISTRY))
+    rec = Recording()
+    register_backend(rec)
+    assert backend_choices() == ("auto", "rust", "torch", "recording")
+    assert resolve_backend("auto", torch.device("cpu")).name == "rust"
+    assert resolve_backend("recording", torch.device("cpu")) is rec

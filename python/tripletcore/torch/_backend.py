@@ -156,20 +156,23 @@ def _load_builtins() -> None:
     from ._rust import RUST_BACKEND
     from ._tiled_backend import TILED_BACKEND
 
-    builtins: dict[str, TorchBackend] = {b.name: b for b in (RUST_BACKEND, TILED_BACKEND)}
+    builtin: dict[str, TorchBackend] = {b.name: b for b in (RUST_BACKEND, TILED_BACKEND)}
     for name in BACKENDS:  # "auto", then the built-ins in auto's order
-        if name in builtins and name not in _REGISTRY:
-            register_backend(builtins[name])
+        if name in builtin and name not in _REGISTRY:
+            register_backend(builtin[name])
 
 
 def register_backend(backend: TorchBackend, *, prefer: bool = False) -> None:
     """Make ``backend`` selectable as ``backend=backend.name``.
 
-    ``prefer=True`` puts it ahead of the registered ones for ``"auto"``
-    (a specialised backend, e.g. for CUDA, ahead of the portable one).
+    The built-ins are registered first, so without ``prefer`` a backend
+    comes after them for ``"auto"``; ``prefer=True`` puts it ahead of every
+    registered one (a specialised backend, e.g. for CUDA, ahead of the
+    portable one). Registering a name again replaces that backend.
     """
     if backend.name == "auto":
         raise ValueError("'auto' is not a backend name")
+    _load_builtins()
     _REGISTRY.pop(backend.name, None)
     if prefer:
         rest = dict(_REGISTRY)
