@@ -6,6 +6,7 @@ layer over it.
 """
 
 from ._core import __version__
+from ._errors import InputError
 from .distance import cdist
 from .evaluation import KnnResult, RetrievalMetrics, knn, retrieval_metrics
 from .geometry import (
@@ -35,6 +36,7 @@ __all__ = [
     "CoveringRadius",
     "Displacement",
     "HardestTriplet",
+    "InputError",
     "KCenterResult",
     "KnnResult",
     "RetrievalMetrics",

@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ._errors import InputError
+from ._options import as_choice as as_choice  # its home is _options; re-exported
+
 FloatArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -24,12 +27,16 @@ def as_embeddings(value: Any, name: str, dtype: Any = None) -> FloatArray:
     if arr.dtype == object or arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     if arr.ndim != 2:
-        raise ValueError(
-            f"{name} must be 2-D (rows x features), got {arr.ndim}-D shape {arr.shape}"
+        raise InputError(
+            f"{name} must be 2-D (rows x features), got {arr.ndim}-D shape {arr.shape}",
+            name,
+            "shape",
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(
-            f"{name} is empty (shape {arr.shape}); it needs at least one row and one column"
+        raise InputError(
+            f"{name} is empty (shape {arr.shape}); it needs at least one row and one column",
+            name,
+            "empty",
         )
     if dtype is None:
         dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
@@ -61,9 +68,11 @@ def _integer_labels(value: Any, name: str, rows: int, of: str) -> npt.NDArray[An
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must have an integer dtype, got {arr.dtype}")
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+        raise InputError(f"{name} must be 1-D, got shape {arr.shape}", name, "shape")
     if arr.shape[0] != rows:
-        raise ValueError(f"{name} has {arr.shape[0]} entries but {of} has {rows} rows")
+        raise InputError(
+            f"{name} has {arr.shape[0]} entries but {of} has {rows} rows", name, "shape"
+        )
     return arr
 
 
@@ -101,12 +110,6 @@ def as_margin(value: Any) -> float:
     return margin
 
 
-def as_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(choices)}")
-    return value
-
-
 def as_two(
     x: Any, y: Any, names: tuple[str, str], same_rows: bool, same_dim: bool = True
 ) -> tuple[FloatArray, FloatArray]:
@@ -117,10 +120,16 @@ def as_two(
     xa, ya = as_pair(x, y, names)
     assert ya is not None
     if same_rows and xa.shape[0] != ya.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"{names[1]} has {ya.shape[0]} rows but {names[0]} has {xa.shape[0]}: "
-            "both must embed the same points"
+            "both must embed the same points",
+            names[1],
+            "shape",
         )
     if same_dim and xa.shape[1] != ya.shape[1]:
-        raise ValueError(f"{names[1]} has {ya.shape[1]} features but {names[0]} has {xa.shape[1]}")
+        raise InputError(
+            f"{names[1]} has {ya.shape[1]} features but {names[0]} has {xa.shape[1]}",
+            names[1],
+            "shape",
+        )
     return xa, ya

@@ -1,4 +1,9 @@
-"""Type stubs of the compiled extension (`rust/python`)."""
+"""Type stubs of the compiled extension (`rust/python`).
+
+Every function raises `tripletcore.InputError` (a `ValueError`, defined in
+`tripletcore/_errors.py`) for bad values and `TypeError` for wrong types;
+`rust/python/src/errors.rs` does the mapping.
+"""
 
 from typing import Any
 

@@ -35,8 +35,10 @@ import numpy as np
 import numpy.typing as npt
 from dask.delayed import delayed
 
-from ._convert import FloatArray, IntArray, as_choice, as_int64
-from .distance import METRICS, pair_distances
+from ._convert import FloatArray, IntArray, as_int64
+from ._errors import InputError
+from ._options import METRICS, as_choice
+from .distance import pair_distances
 from .evaluation import KnnResult
 from .evaluation import knn as _knn
 from .geometry import Attained, ClassHausdorffResult
@@ -163,7 +165,9 @@ class _Source:
                 raise TypeError(f"{name} must be a {ndim}-D array, got None")
             self.kind, arr = "memory", np.asarray(value)
         if any(np.isnan(s) for s in arr.shape):
-            raise ValueError(f"{name} has unknown chunk sizes; call compute_chunk_sizes() first")
+            raise InputError(
+                f"{name} has unknown chunk sizes; call compute_chunk_sizes() first", name, "shape"
+            )
         self.value: Any = arr
         self.shape: tuple[int, ...] = tuple(int(s) for s in arr.shape)
         self.dtype = np.dtype(arr.dtype)
@@ -171,20 +175,24 @@ class _Source:
             if self.dtype == object or self.dtype.kind not in "biuf":
                 raise TypeError(f"{name} must be a numeric array, got dtype {self.dtype}")
             if len(self.shape) != 2:
-                raise ValueError(
+                raise InputError(
                     f"{name} must be 2-D (rows x features), got {len(self.shape)}-D "
-                    f"shape {self.shape}"
+                    f"shape {self.shape}",
+                    name,
+                    "shape",
                 )
             if 0 in self.shape:
-                raise ValueError(
+                raise InputError(
                     f"{name} is empty (shape {self.shape}); it needs at least one row and one "
-                    "column"
+                    "column",
+                    name,
+                    "empty",
                 )
         else:
             if self.dtype.kind not in "iu":
                 raise TypeError(f"{name} must have an integer dtype, got {self.dtype}")
             if len(self.shape) != 1:
-                raise ValueError(f"{name} must be 1-D, got shape {self.shape}")
+                raise InputError(f"{name} must be 1-D, got shape {self.shape}", name, "shape")
 
     @property
     def rows(self) -> int:
@@ -235,7 +243,7 @@ def _as_block_rows(block_rows: int | None) -> int | None:
     if isinstance(block_rows, bool) or not isinstance(block_rows, int | np.integer):
         raise TypeError(f"block_rows must be an int, got {type(block_rows).__name__}")
     if block_rows < 1:
-        raise ValueError(f"block_rows must be >= 1, got {block_rows}")
+        raise InputError(f"block_rows must be >= 1, got {block_rows}", "block_rows", "range")
     return int(block_rows)
 
 
@@ -247,20 +255,27 @@ def _common_dtype(*sources: _Source) -> np.dtype[Any]:
 
 def _same_dim(x: _Source, y: _Source) -> None:
     if x.shape[1] != y.shape[1]:
-        raise ValueError(f"{y.name} has {y.shape[1]} features but {x.name} has {x.shape[1]}")
+        raise InputError(
+            f"{y.name} has {y.shape[1]} features but {x.name} has {x.shape[1]}", y.name, "shape"
+        )
 
 
 def _same_rows(x: _Source, y: _Source) -> None:
     if x.rows != y.rows:
-        raise ValueError(
-            f"{y.name} has {y.rows} rows but {x.name} has {x.rows}: both must embed the same points"
+        raise InputError(
+            f"{y.name} has {y.rows} rows but {x.name} has {x.rows}: "
+            "both must embed the same points",
+            y.name,
+            "shape",
         )
 
 
 def _labels_for(labels: Any, name: str, x: _Source) -> _Source:
     lab = _Source(labels, name, ndim=1)
     if lab.rows != x.rows:
-        raise ValueError(f"{name} has {lab.rows} entries but {x.name} has {x.rows} rows")
+        raise InputError(
+            f"{name} has {lab.rows} entries but {x.name} has {x.rows} rows", name, "shape"
+        )
     return lab
 
 
@@ -452,7 +467,9 @@ def knn(
     _same_dim(x, y)
     available = y.rows - int(Y is None and exclude_self)
     if k < 1 or k > available:
-        raise ValueError(f"k must be between 1 and {available} (the neighbours available), got {k}")
+        raise InputError(
+            f"k must be between 1 and {available} (the neighbours available), got {k}", "k", "range"
+        )
     dtype = _common_dtype(x, y)
     g = _Graph("knn")
     xb = x.bounds(rows)
@@ -530,7 +547,7 @@ def batch_hard(
     index on ties). Returns a :class:`BatchHardResult`."""
     metric = as_choice(metric, "metric", METRICS)
     if (Y is None) != (ref_labels is None):
-        raise ValueError("Y and ref_labels must be given together")
+        raise InputError("Y and ref_labels must be given together", "ref_labels", "conflict")
     rows = _as_block_rows(block_rows)
     x = _Source(X, "X", 2)
     lab = _labels_for(labels, "labels", x)

@@ -8,9 +8,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._convert import FloatArray, as_choice, as_pair, as_two
-
-METRICS = ("euclidean", "sqeuclidean", "cosine")
+from ._convert import FloatArray, as_pair, as_two
+from ._options import METRICS, as_choice
 
 
 def cdist(X: Any, Y: Any = None, metric: str = "euclidean") -> FloatArray:

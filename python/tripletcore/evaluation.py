@@ -10,8 +10,9 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._convert import FloatArray, IntArray, as_choice, as_labels, as_pair
-from .distance import METRICS
+from ._convert import FloatArray, IntArray, as_labels, as_pair
+from ._errors import InputError
+from ._options import METRICS, as_choice
 
 
 class KnnResult(NamedTuple):
@@ -39,7 +40,7 @@ def knn(
         raise TypeError(f"k must be an int, got {type(k).__name__}")
     x, y = as_pair(X, Y)
     if int(k) < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise InputError(f"k must be >= 1, got {k}", "k", "range")
     indices, distances = _core.knn(x, int(k), y, metric, bool(exclude_self))
     return KnnResult(indices, distances)
 
@@ -78,12 +79,14 @@ def retrieval_metrics(
     lab = as_labels(labels, "labels", x.shape[0], "X")
     ks = tuple(int(k) for k in ks)
     if not ks or min(ks) < 1:
-        raise ValueError(f"ks must be positive integers, got {ks}")
+        raise InputError(f"ks must be positive integers, got {ks}", "ks", "range")
     _, inverse, counts = np.unique(lab, return_inverse=True, return_counts=True)
     r = counts[inverse] - 1  # same-class points other than the query
     queries = np.flatnonzero(r > 0)
     if queries.size == 0:
-        raise ValueError("no class has two or more points: no query has a relevant neighbour")
+        raise InputError(
+            "no class has two or more points: no query has a relevant neighbour", "labels", "range"
+        )
     k = min(max(max(ks), int(r.max())), x.shape[0] - 1)
     nbrs = knn(x, k, metric=metric).indices[queries]
     rel = inverse[nbrs] == inverse[queries][:, None]

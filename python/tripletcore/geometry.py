@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from . import _core
 from ._convert import IntArray, as_embeddings, as_labels, as_two
+from ._errors import InputError
 
 
 class Attained(NamedTuple):
@@ -125,7 +126,7 @@ def is_triplet_separated(X: Any, labels: Any, tol: float = 0.0) -> bool:
     hardest-triplet value is at most ``tol``."""
     tol = float(tol)
     if not np.isfinite(tol) or tol < 0:
-        raise ValueError(f"tol must be a finite number >= 0, got {tol}")
+        raise InputError(f"tol must be a finite number >= 0, got {tol}", "tol", "range")
     return hardest_triplet(X, labels).value <= tol
 
 
@@ -142,9 +143,11 @@ def thickness(A: Any, *, rtol: float = 1e-6, max_cells: int = 200_000) -> Thickn
     a = as_embeddings(A, "A")
     rtol = float(rtol)
     if not np.isfinite(rtol) or rtol < 0:
-        raise ValueError(f"rtol must be a finite number >= 0, got {rtol}")
+        raise InputError(f"rtol must be a finite number >= 0, got {rtol}", "rtol", "range")
     if isinstance(max_cells, bool) or not isinstance(max_cells, int) or max_cells < 1:
-        raise ValueError(f"max_cells must be a positive int, got {max_cells!r}")
+        raise InputError(
+            f"max_cells must be a positive int, got {max_cells!r}", "max_cells", "range"
+        )
     if a.shape[1] == 1:
         col = a[:, 0].astype(np.float64)
         width = float(col.max() - col.min())

@@ -8,12 +8,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._convert import FloatArray, as_choice, as_labels, as_margin, as_pair
-from .distance import METRICS
-from .mining import FALLBACKS
-
-MININGS = ("batch_hard", "semi_hard", "batch_all")
-REDUCTIONS = ("mean", "sum", "mean_nonzero", "none")
+from ._convert import FloatArray, as_labels, as_margin, as_pair
+from ._options import FALLBACKS, METRICS, MININGS, REDUCTIONS, as_choice
 
 
 def triplet_margin_loss(

@@ -8,15 +8,13 @@ from . import _core
 from ._convert import (
     FloatArray,
     IntArray,
-    as_choice,
     as_label_pair,
     as_labels,
     as_margin,
     as_pair,
 )
-from .distance import METRICS
-
-FALLBACKS = ("hardest", "easiest", "drop")
+from ._errors import InputError
+from ._options import FALLBACKS, METRICS, as_choice
 
 
 class BatchHardResult(NamedTuple):
@@ -60,7 +58,7 @@ def batch_hard(
     """
     metric = as_choice(metric, "metric", METRICS)
     if (Y is None) != (ref_labels is None):
-        raise ValueError("Y and ref_labels must be given together")
+        raise InputError("Y and ref_labels must be given together", "ref_labels", "conflict")
     x, y = as_pair(X, Y)
     if y is None:
         lab, rlab = as_labels(labels, "labels", x.shape[0], "X"), None

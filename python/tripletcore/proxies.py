@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from . import _core
 from ._convert import IntArray, _integer_labels, as_embeddings, as_label_pair, as_two
+from ._errors import InputError
 
 
 class KCenterResult(NamedTuple):
@@ -75,9 +76,9 @@ def kcenter(X: Any, k: int, seeds: Any = None, *, first: int = 0) -> KCenterResu
         x, s = as_two(X, seeds, ("X", "seeds"), same_rows=False)
     n = x.shape[0]
     if not 1 <= k <= n:
-        raise ValueError(f"k must be between 1 and {n} (the rows of X), got {k}")
+        raise InputError(f"k must be between 1 and {n} (the rows of X), got {k}", "k", "range")
     if not 0 <= first < n:
-        raise ValueError(f"first must be a row of X (0..{n - 1}), got {first}")
+        raise InputError(f"first must be a row of X (0..{n - 1}), got {first}", "first", "range")
     indices, radius, farthest = _core.kcenter(x, k, s, first)
     return KCenterResult(indices, float(radius), int(farthest))
 

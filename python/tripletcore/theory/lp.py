@@ -64,6 +64,8 @@ import numpy.typing as npt
 from numpy import float64, int64
 from numpy.typing import NDArray
 
+from .._errors import InputError
+
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
@@ -128,20 +130,28 @@ def _check(X: Any, labels: Any, max_points: int) -> tuple[F64, I64]:
     x = np.asarray(X, dtype=np.float64)
     lab = np.asarray(labels)
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"X must be a non-empty 2-D array, got shape {x.shape}")
+        raise InputError(f"X must be a non-empty 2-D array, got shape {x.shape}", "X", "shape")
     if lab.dtype.kind not in "iu" or lab.shape != (x.shape[0],):
-        raise ValueError(f"labels must be 1-D integers with {x.shape[0]} entries")
+        raise InputError(
+            f"labels must be 1-D integers with {x.shape[0]} entries", "labels", "shape"
+        )
     if not np.all(np.isfinite(x)):
-        raise ValueError("X contains NaN or infinity")
+        raise InputError("X contains NaN or infinity", "X", "nonfinite")
     if x.shape[0] > max_points:
-        raise ValueError(
+        raise InputError(
             f"N = {x.shape[0]} > max_points = {max_points}: the LP has O(N^3) "
-            "constraints (triangles and triplets); raise max_points deliberately"
+            "constraints (triangles and triplets); raise max_points deliberately",
+            "X",
+            "range",
         )
     lab = lab.astype(np.int64)
     _, counts = np.unique(lab, return_counts=True)
     if counts.size < 2 or counts.max() < 2:
-        raise ValueError("no triplet exists (it needs a class with two points and another class)")
+        raise InputError(
+            "no triplet exists (it needs a class with two points and another class)",
+            "labels",
+            "range",
+        )
     return np.ascontiguousarray(x), lab
 
 
@@ -426,7 +436,7 @@ def iso_distance_line(
     _scipy()
     x, lab = _check(X, labels, max_points=16)
     if x.shape[1] != 1:
-        raise ValueError(f"iso_distance_line needs one column, got {x.shape[1]}")
+        raise InputError(f"iso_distance_line needs one column, got {x.shape[1]}", "X", "shape")
     n = x.shape[0]
     d = _distances(x)
     classes = {int(c): np.flatnonzero(lab == c).tolist() for c in np.unique(lab)}
@@ -445,7 +455,9 @@ def iso_distance_line(
     frontier: list[tuple[float, int, tuple[int, ...]]] = []
     if all_orderings:
         if math.factorial(n) // 2 > max_lps:
-            raise ValueError(f"{math.factorial(n) // 2} orderings > max_lps = {max_lps}")
+            raise InputError(
+                f"{math.factorial(n) // 2} orderings > max_lps = {max_lps}", "max_lps", "range"
+            )
         for order in itertools.permutations(range(n)):
             if order <= order[::-1]:
                 leaf(order)

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._convert import as_choice, as_embeddings, as_labels
+from .._errors import InputError
 from ..geometry import (
     class_hausdorff,
     hardest_triplet,
@@ -162,7 +163,7 @@ def _as_steps(steps: int) -> int:
     if isinstance(steps, bool) or not isinstance(steps, int | np.integer):
         raise TypeError(f"steps must be an int, got {type(steps).__name__}")
     if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+        raise InputError(f"steps must be >= 0, got {steps}", "steps", "range")
     return int(steps)
 
 

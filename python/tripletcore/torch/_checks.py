@@ -11,22 +11,13 @@ import torch
 from torch import Tensor
 
 from .. import _core
-from .._convert import as_choice
+from .._errors import InputError
+from .._options import as_choice
 
-METRICS = ("euclidean", "sqeuclidean", "cosine")
-MININGS = ("batch_hard", "semi_hard", "batch_all")
-REDUCTIONS = ("mean", "sum", "mean_nonzero", "none")
-FALLBACKS = ("hardest", "easiest", "drop")
-BACKENDS = ("auto", "rust", "torch")
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 __all__ = [
-    "BACKENDS",
-    "FALLBACKS",
     "HALF_DTYPES",
-    "METRICS",
-    "MININGS",
-    "REDUCTIONS",
     "as_choice",
     "check_chunk_size",
     "check_embeddings",
@@ -34,7 +25,6 @@ __all__ = [
     "check_labels",
     "check_margin",
     "compute_dtype",
-    "resolve_backend",
 ]
 
 
@@ -45,7 +35,7 @@ def check_margin(margin: Any) -> float:
         raise TypeError(f"margin must be a real number, got {margin!r}")
     value = float(margin)
     if math.isnan(value) or value < 0:
-        raise ValueError(f"margin must be >= 0, got {value}")
+        raise InputError(f"margin must be >= 0, got {value}", "margin", "range")
     return value
 
 
@@ -59,9 +49,11 @@ def check_embeddings(x: Any, name: str = "embeddings", finite: bool = True) -> T
     if not x.dtype.is_floating_point:
         raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
     if x.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (batch x features), got shape {tuple(x.shape)}")
+        raise InputError(
+            f"{name} must be 2-D (batch x features), got shape {tuple(x.shape)}", name, "shape"
+        )
     if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
+        raise InputError(f"{name} is empty (shape {tuple(x.shape)})", name, "empty")
     if x.dtype in HALF_DTYPES and x.device.type == "cpu":
         raise TypeError(
             f"{name} is {x.dtype} on the CPU: half precision is supported on CUDA only "
@@ -74,7 +66,7 @@ def check_embeddings(x: Any, name: str = "embeddings", finite: bool = True) -> T
 
 def check_finite(x: Tensor, name: str = "embeddings") -> None:
     if not _all_finite(x):
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise InputError(f"{name} contains NaN or infinite values", name, "nonfinite")
 
 
 def _all_finite(x: Tensor) -> bool:
@@ -96,34 +88,30 @@ def check_labels(labels: Any, x: Tensor, name: str = "labels", of: str = "embedd
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise TypeError(f"{name} must have an integer dtype, got {labels.dtype}")
     if labels.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {tuple(labels.shape)}")
+        raise InputError(f"{name} must be 1-D, got shape {tuple(labels.shape)}", name, "shape")
     if labels.shape[0] != x.shape[0]:
-        raise ValueError(f"{name} has {labels.shape[0]} entries but {of} has {x.shape[0]} rows")
+        raise InputError(
+            f"{name} has {labels.shape[0]} entries but {of} has {x.shape[0]} rows", name, "shape"
+        )
     if labels.device != x.device:
-        raise ValueError(
-            f"{name} are on {labels.device} but {of} on {x.device}; move both to one device"
+        raise InputError(
+            f"{name} are on {labels.device} but {of} on {x.device}; move both to one device",
+            name,
+            "device",
         )
     return labels.to(torch.int64).detach()
 
 
 def check_chunk_size(chunk_size: int | None) -> int | None:
     if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+        raise InputError(
+            f"chunk_size must be a positive integer or None, got {chunk_size!r}",
+            "chunk_size",
+            "range",
+        )
     return None if chunk_size is None else int(chunk_size)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """float16/bfloat16 are computed in float32."""
     return torch.float32 if dtype in HALF_DTYPES else dtype
-
-
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """``"auto"``: the Rust kernels for CPU tensors, the tiled torch code elsewhere."""
-    backend = as_choice(backend, "backend", BACKENDS)
-    if backend == "auto":
-        return "rust" if device.type == "cpu" else "torch"
-    if backend == "rust" and device.type != "cpu":
-        raise ValueError(
-            f"backend='rust' needs CPU tensors, got {device}; use backend='torch' or 'auto'"
-        )
-    return backend

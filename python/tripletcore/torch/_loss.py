@@ -7,22 +7,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._errors import InputError
+from .._options import FALLBACKS, METRICS, MININGS, REDUCTIONS, as_choice
+from ._backend import check_backend_name, resolve_backend
 from ._checks import (
-    FALLBACKS,
-    METRICS,
-    MININGS,
-    REDUCTIONS,
-    as_choice,
     check_chunk_size,
     check_embeddings,
     check_finite,
     check_labels,
     check_margin,
     compute_dtype,
-    resolve_backend,
 )
-from ._rust import rust_loss
-from ._tiled import tiled_loss
 from ._triplets import triplet_loss
 from .distributed import all_gather_with_grad
 
@@ -74,15 +69,15 @@ def triplet_margin_loss(
     chunk_size = check_chunk_size(chunk_size)
     x = check_embeddings(embeddings, finite=False)
     lab = check_labels(labels, x)
-    path = resolve_backend(backend, x.device)
-    if path != "rust" or reduction == "none" or distributed:
-        # the Rust loss kernel checks its input itself (in the pass it makes anyway)
+    engine = resolve_backend(backend, x.device)
+    if distributed or not engine.loss_checks_finite:
         check_finite(x)
     x = _prepare(x, bool(normalize))
     if distributed:
         x, lab = all_gather_with_grad(x, lab)
-    run = rust_loss if path == "rust" else tiled_loss
-    return run(x, lab, m, mining, metric, bool(soft), reduction, fallback, chunk_size)
+    return engine.loss(
+        x, lab, m, mining, metric, bool(soft), reduction, fallback, chunk_size=chunk_size
+    )
 
 
 class TripletMarginLoss(torch.nn.Module):
@@ -115,7 +110,7 @@ class TripletMarginLoss(torch.nn.Module):
         self.normalize = bool(normalize)
         self.reduction = as_choice(reduction, "reduction", REDUCTIONS)
         self.fallback = as_choice(fallback, "fallback", FALLBACKS)
-        self.backend = as_choice(backend, "backend", ("auto", "rust", "torch"))
+        self.backend = check_backend_name(backend)
         self.distributed = bool(distributed)
         self.chunk_size = check_chunk_size(chunk_size)
 
@@ -139,7 +134,11 @@ class TripletMarginLoss(torch.nn.Module):
 
     def _given_triplets(self, embeddings: Tensor, labels: Tensor, indices: Any) -> Tensor:
         if self.distributed:
-            raise ValueError("indices_tuple refers to the local batch; not with distributed=True")
+            raise InputError(
+                "indices_tuple refers to the local batch; not with distributed=True",
+                "indices_tuple",
+                "conflict",
+            )
         x = check_embeddings(embeddings)
         check_labels(labels, x)
         a, p, q = _triplet_indices(indices, x)
@@ -165,16 +164,30 @@ class TripletMarginLoss(torch.nn.Module):
 
 def _triplet_indices(indices: Any, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     if not isinstance(indices, (tuple, list)) or len(indices) != 3:
-        raise ValueError("indices_tuple must be (anchor, positive, negative) index tensors")
+        raise InputError(
+            "indices_tuple must be (anchor, positive, negative) index tensors",
+            "indices_tuple",
+            "shape",
+        )
     out = []
     for name, t in zip(("anchor", "positive", "negative"), indices, strict=True):
         if not isinstance(t, Tensor) or t.dtype != torch.int64 or t.ndim != 1:
             raise TypeError(f"indices_tuple {name} must be a 1-D int64 tensor")
         if t.device != x.device:
-            raise ValueError(f"indices_tuple {name} is on {t.device} but embeddings on {x.device}")
+            raise InputError(
+                f"indices_tuple {name} is on {t.device} but embeddings on {x.device}",
+                "indices_tuple",
+                "device",
+            )
         if t.numel() and (int(t.min()) < 0 or int(t.max()) >= x.shape[0]):
-            raise ValueError(f"indices_tuple {name} has indices outside [0, {x.shape[0]})")
+            raise InputError(
+                f"indices_tuple {name} has indices outside [0, {x.shape[0]})",
+                "indices_tuple",
+                "range",
+            )
         out.append(t)
     if not out[0].shape == out[1].shape == out[2].shape:
-        raise ValueError("indices_tuple tensors must have the same length")
+        raise InputError(
+            "indices_tuple tensors must have the same length", "indices_tuple", "shape"
+        )
     return out[0], out[1], out[2]

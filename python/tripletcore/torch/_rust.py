@@ -8,7 +8,8 @@ backward only scales it (O(N d)).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -17,9 +18,22 @@ from torch.autograd.function import once_differentiable
 
 from .. import _core
 from .._convert import FloatArray, IntArray
+from .._errors import InputError
 from ._checks import check_finite
-from ._tiled import tiled_loss
+from ._tiled_backend import tiled_loss
 from ._triplets import hard_triplets, triplet_loss
+
+_T = TypeVar("_T")
+# The kernels' argument names -> the torch layer's.
+_USER_NAMES = {"X": "embeddings", "Y": "ref_emb"}
+
+
+def _kernel(fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)`` with a kernel's InputError renamed to the user's argument."""
+    try:
+        return fn(*args)
+    except InputError as e:
+        raise e.renamed(_USER_NAMES) from None
 
 
 def numpy_view(x: Tensor) -> FloatArray:
@@ -41,11 +55,8 @@ class RustLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, *args: Any) -> Tensor:
         x, labels, *opts = args
-        try:
-            loss, grad = _core.triplet_margin_loss(numpy_view(x), numpy_labels(labels), *opts)
-        except ValueError:
-            check_finite(x)  # the kernel's check, in the torch layer's words
-            raise
+        # the kernel checks finiteness in the pass it makes anyway
+        loss, grad = _kernel(_core.triplet_margin_loss, numpy_view(x), numpy_labels(labels), *opts)
         ctx.grad = grad
         ctx.opts = opts
         ctx.save_for_backward(x, labels)
@@ -83,7 +94,7 @@ def rust_batch_hard(
     """``(pos_idx, pos_dist, neg_idx, neg_dist)`` as tensors (see ``tripletcore.batch_hard``)."""
     y = None if ref is None else numpy_view(ref)
     rlab = None if ref_labels is None else numpy_labels(ref_labels)
-    pi, pd, ni, nd = _core.batch_hard(numpy_view(x), numpy_labels(labels), metric, y, rlab)
+    pi, pd, ni, nd = _kernel(_core.batch_hard, numpy_view(x), numpy_labels(labels), metric, y, rlab)
     return torch.from_numpy(pi), torch.from_numpy(pd), torch.from_numpy(ni), torch.from_numpy(nd)
 
 
@@ -91,7 +102,9 @@ def rust_semi_hard(
     x: Tensor, labels: Tensor, margin: float, metric: str, fallback: str
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(anchor, positive, negative)`` of ``tripletcore.semi_hard`` as tensors."""
-    a, p, q, _, _ = _core.semi_hard(numpy_view(x), numpy_labels(labels), margin, metric, fallback)
+    a, p, q, _, _ = _kernel(
+        _core.semi_hard, numpy_view(x), numpy_labels(labels), margin, metric, fallback
+    )
     return torch.from_numpy(a), torch.from_numpy(p), torch.from_numpy(q)
 
 
@@ -114,6 +127,7 @@ def rust_loss(
     # the sum) does not give: mine in Rust, differentiate the O(N) triplets.
     if mining == "batch_all":
         # every triplet counts: the tiled kernel recomputes per-anchor pair weights
+        check_finite(x)
         return tiled_loss(x, labels, margin, mining, metric, soft, reduction, fallback, chunk_size)
     with torch.no_grad():
         if mining == "batch_hard":
@@ -122,3 +136,78 @@ def rust_loss(
         else:
             a, p, q = rust_semi_hard(x, labels, margin, metric, fallback)
     return triplet_loss(x, None, a, p, q, margin, metric, soft, reduction)
+
+
+class RustBackend:
+    """The Rust kernels on CPU tensors' own memory (see ``_backend``'s contract)."""
+
+    name = "rust"
+    loss_checks_finite = True
+
+    def check_device(self, device: torch.device) -> None:
+        if device.type != "cpu":
+            raise InputError(
+                f"backend='rust' needs CPU tensors, got {device}; use backend='torch' or 'auto'",
+                "backend",
+                "device",
+            )
+
+    def auto_for(self, device: torch.device) -> bool:
+        return device.type == "cpu"
+
+    def mine_batch_hard(
+        self,
+        x: Tensor,
+        labels: Tensor,
+        metric: str,
+        ref: Tensor | None = None,
+        ref_labels: Tensor | None = None,
+        *,
+        ref_follows_batch: bool = False,
+        chunk_size: int | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        if not ref_follows_batch:
+            pi, _, ni, _ = rust_batch_hard(x, labels, metric, ref, ref_labels)
+            return pi, ni
+        assert ref is not None and ref_labels is not None
+        pi, pd, ni, nd = rust_batch_hard(x, labels, metric)
+        if ref.shape[0]:
+            # the batch against itself (self excluded) and against ref, merged;
+            # ties go to the batch (it comes first in the reference)
+            qi, qd, mi, md = rust_batch_hard(x, labels, metric, ref, ref_labels)
+            n = x.shape[0]
+            farther = (qi >= 0) & ((pi < 0) | (qd > pd))
+            nearer = (mi >= 0) & ((ni < 0) | (md < nd))
+            pi = torch.where(farther, qi + n, pi)
+            ni = torch.where(nearer, mi + n, ni)
+        return pi, ni
+
+    def mine_semi_hard(
+        self,
+        x: Tensor,
+        labels: Tensor,
+        margin: float,
+        metric: str,
+        fallback: str,
+        *,
+        chunk_size: int | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        return rust_semi_hard(x, labels, margin, metric, fallback)
+
+    def loss(
+        self,
+        x: Tensor,
+        labels: Tensor,
+        margin: float,
+        mining: str,
+        metric: str,
+        soft: bool,
+        reduction: str,
+        fallback: str,
+        *,
+        chunk_size: int | None = None,
+    ) -> Tensor:
+        return rust_loss(x, labels, margin, mining, metric, soft, reduction, fallback, chunk_size)
+
+
+RUST_BACKEND = RustBackend()

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from .._errors import InputError
 from ._checks import as_choice, check_embeddings, check_labels
 from .miners import BatchHardMiner
 
@@ -68,12 +69,16 @@ def _check_triplets(x: Tensor, *idx: Any) -> tuple[Tensor, Tensor, Tensor]:
         if t.dtype != torch.int64 or t.ndim != 1:
             raise TypeError(f"{name} must be a 1-D int64 tensor, got {t.dtype} {tuple(t.shape)}")
         if t.device != x.device:
-            raise ValueError(f"{name} is on {t.device} but embeddings on {x.device}")
+            raise InputError(
+                f"{name} is on {t.device} but embeddings on {x.device}", name, "device"
+            )
         if t.numel() and (int(t.min()) < 0 or int(t.max()) >= x.shape[0]):
-            raise ValueError(f"{name} has indices outside [0, {x.shape[0]})")
+            raise InputError(f"{name} has indices outside [0, {x.shape[0]})", name, "range")
         out.append(t)
     if not out[0].shape == out[1].shape == out[2].shape:
-        raise ValueError("anchor, positive and negative must have the same length")
+        raise InputError(
+            "anchor, positive and negative must have the same length", "negative", "shape"
+        )
     return out[0], out[1], out[2]
 
 
@@ -81,7 +86,11 @@ def _norms(x: Tensor) -> Tensor:
     n: Tensor = torch.linalg.vector_norm(x, dim=1)
     if bool((n == 0).any()):
         row = int(torch.nonzero(n == 0)[0])
-        raise ValueError(f"embeddings row {row} has norm 0: its direction is undefined")
+        raise InputError(
+            f"embeddings row {row} has norm 0: its direction is undefined",
+            "embeddings",
+            "zero_norm",
+        )
     return n
 
 
@@ -146,7 +155,7 @@ def _positive(value: Any, name: str) -> float:
         raise TypeError(f"{name} must be a real number, got {value!r}")
     v = float(value)
     if not (v > 0 and math.isfinite(v)):
-        raise ValueError(f"{name} must be positive and finite, got {v}")
+        raise InputError(f"{name} must be positive and finite, got {v}", name, "range")
     return v
 
 
@@ -158,7 +167,7 @@ class TripletWeights:
     def __init__(self, margin: float | None = None) -> None:
         self.margin = None if margin is None else float(margin)
         if self.margin is not None and not (self.margin >= 0 and math.isfinite(self.margin)):
-            raise ValueError(f"margin must be >= 0 and finite, got {margin}")
+            raise InputError(f"margin must be >= 0 and finite, got {margin}", "margin", "range")
 
     def __call__(self, s_ap: Tensor, s_an: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         v = s_an - s_ap
@@ -255,11 +264,17 @@ class _Decomposed(torch.autograd.Function):
         comps = _components(x, a, p, n)
         out = weight_fn(comps.s_ap, comps.s_an)
         if len(out) not in (2, 3):
-            raise ValueError("weight_fn must return (L_p, L_n) or (L_p, L_n, loss_values)")
+            raise InputError(
+                "weight_fn must return (L_p, L_n) or (L_p, L_n, loss_values)", "weight_fn", "shape"
+            )
         lp, ln = out[0], out[1]
         for name, w in (("L_p", lp), ("L_n", ln)):
             if not isinstance(w, Tensor) or w.shape != comps.s_ap.shape:
-                raise ValueError(f"weight_fn's {name} must be a tensor of shape {tuple(a.shape)}")
+                raise InputError(
+                    f"weight_fn's {name} must be a tensor of shape {tuple(a.shape)}",
+                    "weight_fn",
+                    "shape",
+                )
         # Without loss values the value is the linear surrogate whose
         # gradient, weights held fixed, is the constructed one.
         values = out[2] if len(out) == 3 else lp * comps.s_ap + ln * comps.s_an
@@ -281,7 +296,9 @@ def _given_or_mined(
     if indices_tuple is None:
         return mine_triplets(x, lab, mining)
     if not isinstance(indices_tuple, (tuple, list)) or len(indices_tuple) != 3:
-        raise ValueError("indices_tuple must be (anchor, positive, negative) tensors")
+        raise InputError(
+            "indices_tuple must be (anchor, positive, negative) tensors", "indices_tuple", "shape"
+        )
     return _check_triplets(x, *indices_tuple)
 
 

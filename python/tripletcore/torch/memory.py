@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._checks import check_embeddings, check_labels, compute_dtype, resolve_backend
+from .._errors import InputError
+from ._backend import resolve_backend
+from ._checks import check_embeddings, check_labels, compute_dtype
 from ._loss import TripletMarginLoss
-from ._rust import rust_batch_hard
-from ._tiled import mine_batch_hard
 from ._triplets import hard_triplets, triplet_loss
 
 __all__ = ["CrossBatchMemory"]
@@ -45,11 +45,23 @@ class CrossBatchMemory(torch.nn.Module):
         if not isinstance(self.loss, TripletMarginLoss):
             raise TypeError("loss must be a tripletcore.torch.TripletMarginLoss")
         if self.loss.mining != "batch_hard":
-            raise ValueError("CrossBatchMemory mines batch-hard triplets: use mining='batch_hard'")
+            raise InputError(
+                "CrossBatchMemory mines batch-hard triplets: use mining='batch_hard'",
+                "loss",
+                "conflict",
+            )
         if self.loss.distributed:
-            raise ValueError("CrossBatchMemory does not gather across ranks (distributed=True)")
+            raise InputError(
+                "CrossBatchMemory does not gather across ranks (distributed=True)",
+                "loss",
+                "conflict",
+            )
         if embedding_size < 1 or memory_size < 1:
-            raise ValueError("embedding_size and memory_size must be >= 1")
+            raise InputError(
+                "embedding_size and memory_size must be >= 1",
+                "embedding_size" if embedding_size < 1 else "memory_size",
+                "range",
+            )
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.embedding_size = int(embedding_size)
@@ -75,41 +87,39 @@ class CrossBatchMemory(torch.nn.Module):
         x = check_embeddings(embeddings)
         lab = check_labels(labels, x)
         if x.shape[1] != self.embedding_size:
-            raise ValueError(
-                f"embeddings have {x.shape[1]} features but the memory holds {self.embedding_size}"
+            raise InputError(
+                f"embeddings have {x.shape[1]} features but the memory holds {self.embedding_size}",
+                "embeddings",
+                "shape",
             )
         bank, bank_labels = self.memory
         if x.device != bank.device:
-            raise ValueError(
+            raise InputError(
                 f"embeddings are on {x.device} but the memory on {bank.device}; "
-                "move the module with .to(device)"
+                "move the module with .to(device)",
+                "embeddings",
+                "device",
             )
         if compute_dtype(x.dtype) != bank.dtype:
             raise TypeError(
                 f"embeddings are {x.dtype} but the memory holds {bank.dtype}; "
                 "construct CrossBatchMemory(..., dtype=...) to match"
             )
-        path = resolve_backend(cfg.backend, x.device)
+        engine = resolve_backend(cfg.backend, x.device)
         x = x.to(bank.dtype)
         if cfg.normalize:
             x = torch.nn.functional.normalize(x, dim=1)
-        n = x.shape[0]
         with torch.no_grad():
-            xd = x.detach()
-            if path == "rust":
-                pi, pd, ni, nd = rust_batch_hard(xd, lab, cfg.metric)
-                if self.filled:
-                    # the batch against itself (self excluded) and against the memory,
-                    # merged; ties go to the batch (it comes first in the reference)
-                    qi, qd, mi, md = rust_batch_hard(xd, lab, cfg.metric, bank, bank_labels)
-                    farther = (qi >= 0) & ((pi < 0) | (qd > pd))
-                    nearer = (mi >= 0) & ((ni < 0) | (md < nd))
-                    pi = torch.where(farther, qi + n, pi)
-                    ni = torch.where(nearer, mi + n, ni)
-            else:
-                ref = torch.cat([xd, bank])
-                ref_labels = torch.cat([lab, bank_labels])
-                pi, ni = mine_batch_hard(xd, lab, cfg.metric, ref, ref_labels, 0, cfg.chunk_size)
+            # the reference is the batch (self excluded) followed by the memory
+            pi, ni = engine.mine_batch_hard(
+                x.detach(),
+                lab,
+                cfg.metric,
+                bank,
+                bank_labels,
+                ref_follows_batch=True,
+                chunk_size=cfg.chunk_size,
+            )
         a, p, q = hard_triplets(pi, ni)
         ref_rows = torch.cat([x, bank]) if self.filled else x
         loss = triplet_loss(x, ref_rows, a, p, q, cfg.margin, cfg.metric, cfg.soft, cfg.reduction)

@@ -6,19 +6,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._errors import InputError
+from .._options import FALLBACKS, METRICS, as_choice
+from ._backend import check_backend_name, resolve_backend
 from ._checks import (
-    FALLBACKS,
-    METRICS,
-    as_choice,
     check_chunk_size,
     check_embeddings,
     check_labels,
     check_margin,
     compute_dtype,
-    resolve_backend,
 )
-from ._rust import rust_batch_hard, rust_semi_hard
-from ._tiled import mine_batch_hard, mine_semi_hard
 from ._triplets import hard_triplets
 
 __all__ = ["BatchHardMiner", "SemiHardMiner"]
@@ -51,7 +48,7 @@ class BatchHardMiner(torch.nn.Module):
         super().__init__()
         self.metric = as_choice(metric, "metric", METRICS)
         self.normalize = bool(normalize)
-        self.backend = as_choice(backend, "backend", ("auto", "rust", "torch"))
+        self.backend = check_backend_name(backend)
         self.chunk_size = check_chunk_size(chunk_size)
 
     @torch.no_grad()
@@ -65,27 +62,31 @@ class BatchHardMiner(torch.nn.Module):
         x = check_embeddings(embeddings)
         lab = check_labels(labels, x)
         if (ref_emb is None) != (ref_labels is None):
-            raise ValueError("ref_emb and ref_labels must be given together")
+            raise InputError(
+                "ref_emb and ref_labels must be given together",
+                "ref_labels" if ref_labels is None else "ref_emb",
+                "conflict",
+            )
         ref = rlab = None
         if ref_emb is not None:
             ref = check_embeddings(ref_emb, "ref_emb")
             if ref.device != x.device:
-                raise ValueError(f"ref_emb is on {ref.device} but embeddings on {x.device}")
+                raise InputError(
+                    f"ref_emb is on {ref.device} but embeddings on {x.device}", "ref_emb", "device"
+                )
             if ref.dtype != x.dtype:
                 raise TypeError(f"ref_emb is {ref.dtype} but embeddings are {x.dtype}")
             if ref.shape[1] != x.shape[1]:
-                raise ValueError(
-                    f"ref_emb has {ref.shape[1]} features but embeddings have {x.shape[1]}"
+                raise InputError(
+                    f"ref_emb has {ref.shape[1]} features but embeddings have {x.shape[1]}",
+                    "ref_emb",
+                    "shape",
                 )
             rlab = check_labels(ref_labels, ref, "ref_labels", "ref_emb")
             ref = _rows(ref, self.normalize)
-        path = resolve_backend(self.backend, x.device)
+        engine = resolve_backend(self.backend, x.device)
         x = _rows(x, self.normalize)
-        if path == "rust":
-            pi, _, ni, _ = rust_batch_hard(x, lab, self.metric, ref, rlab)
-        else:
-            offset = 0 if ref is None else None
-            pi, ni = mine_batch_hard(x, lab, self.metric, ref, rlab, offset, self.chunk_size)
+        pi, ni = engine.mine_batch_hard(x, lab, self.metric, ref, rlab, chunk_size=self.chunk_size)
         return hard_triplets(pi, ni)
 
 
@@ -113,15 +114,15 @@ class SemiHardMiner(torch.nn.Module):
         self.metric = as_choice(metric, "metric", METRICS)
         self.fallback = as_choice(fallback, "fallback", FALLBACKS)
         self.normalize = bool(normalize)
-        self.backend = as_choice(backend, "backend", ("auto", "rust", "torch"))
+        self.backend = check_backend_name(backend)
         self.chunk_size = check_chunk_size(chunk_size)
 
     @torch.no_grad()
     def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         x = check_embeddings(embeddings)
         lab = check_labels(labels, x)
-        path = resolve_backend(self.backend, x.device)
+        engine = resolve_backend(self.backend, x.device)
         x = _rows(x, self.normalize)
-        if path == "rust":
-            return rust_semi_hard(x, lab, self.margin, self.metric, self.fallback)
-        return mine_semi_hard(x, lab, self.margin, self.metric, self.fallback, self.chunk_size)
+        return engine.mine_semi_hard(
+            x, lab, self.margin, self.metric, self.fallback, chunk_size=self.chunk_size
+        )

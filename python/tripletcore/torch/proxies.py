@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .. import proxies as _np_proxies
+from .._errors import InputError
 from ._checks import as_choice, check_embeddings, check_labels, check_margin
 from ._loss import triplet_margin_loss
 
@@ -36,7 +37,11 @@ def _real(value: Any, name: str, *, positive: bool = False) -> float:
         raise TypeError(f"{name} must be a real number, got {value!r}")
     v = float(value)
     if not math.isfinite(v) or v < 0 or (positive and v == 0):
-        raise ValueError(f"{name} must be {'positive' if positive else '>= 0'} and finite, got {v}")
+        raise InputError(
+            f"{name} must be {'positive' if positive else '>= 0'} and finite, got {v}",
+            name,
+            "range",
+        )
     return v
 
 
@@ -44,7 +49,7 @@ def _count(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if int(value) < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
+        raise InputError(f"{name} must be >= 1, got {value}", name, "range")
     return int(value)
 
 
@@ -105,7 +110,9 @@ class MultiProxyLoss(torch.nn.Module):
         self.embedding_dim = _count(embedding_dim, "embedding_dim")
         self.proxies_per_class = _count(proxies_per_class, "proxies_per_class")
         if self.num_classes < 2:
-            raise ValueError("num_classes must be >= 2: proxy losses need another class")
+            raise InputError(
+                "num_classes must be >= 2: proxy losses need another class", "num_classes", "range"
+            )
         self.base = as_choice(base, "base", BASES)
         self.alpha = _real(alpha, "alpha", positive=True)
         self.delta = _real(delta, "delta")
@@ -130,13 +137,21 @@ class MultiProxyLoss(torch.nn.Module):
         x = check_embeddings(embeddings)
         lab = check_labels(labels, x)
         if x.shape[1] != self.embedding_dim:
-            raise ValueError(
-                f"embeddings have {x.shape[1]} features, expected {self.embedding_dim}"
+            raise InputError(
+                f"embeddings have {x.shape[1]} features, expected {self.embedding_dim}",
+                "embeddings",
+                "shape",
             )
         if int(lab.min()) < 0 or int(lab.max()) >= self.num_classes:
-            raise ValueError(f"labels must be class ids in [0, {self.num_classes})")
+            raise InputError(
+                f"labels must be class ids in [0, {self.num_classes})", "labels", "range"
+            )
         if self.base == "proxy_anchor" and bool((torch.linalg.vector_norm(x, dim=1) == 0).any()):
-            raise ValueError("embeddings have a row of norm 0: cosine similarity is undefined")
+            raise InputError(
+                "embeddings have a row of norm 0: cosine similarity is undefined",
+                "embeddings",
+                "zero_norm",
+            )
         return x, lab
 
     def _assign(self, score: Tensor, lab: Tensor) -> Tensor:
@@ -375,5 +390,5 @@ def _finite(metric: Any) -> float:
         raise TypeError(f"metric must be a real number, got {metric!r}")
     v = float(metric)
     if not math.isfinite(v):
-        raise ValueError(f"metric must be finite, got {v}")
+        raise InputError(f"metric must be finite, got {v}", "metric", "nonfinite")
     return v

@@ -27,6 +27,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
+from .._errors import InputError
 from ._checks import check_embeddings, check_labels, check_margin
 from ._loss import triplet_margin_loss
 
@@ -43,7 +44,7 @@ def _count(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if int(value) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise InputError(f"{name} must be >= {minimum}, got {value}", name, "range")
     return int(value)
 
 
@@ -130,7 +131,9 @@ class RepresentativeBatchSampler(torch.utils.data.Sampler[list[int]]):
         if lab.dtype.kind not in "iu":
             raise TypeError(f"labels must have an integer dtype, got {lab.dtype}")
         if lab.ndim != 1 or lab.shape[0] == 0:
-            raise ValueError(f"labels must be a non-empty 1-D array, got shape {lab.shape}")
+            raise InputError(
+                f"labels must be a non-empty 1-D array, got shape {lab.shape}", "labels", "shape"
+            )
         self.classes_per_batch = _count(classes_per_batch, "classes_per_batch", 2)
         self.samples_per_class = _count(samples_per_class, "samples_per_class", 2)
         self.lifetime = _count(lifetime, "lifetime", 1)
@@ -145,9 +148,11 @@ class RepresentativeBatchSampler(torch.utils.data.Sampler[list[int]]):
                 stacklevel=2,
             )
         if int(usable.sum()) < self.classes_per_batch:
-            raise ValueError(
+            raise InputError(
                 f"only {int(usable.sum())} classes have at least {self.samples_per_class} "
-                f"samples; classes_per_batch={self.classes_per_batch} needs as many"
+                f"samples; classes_per_batch={self.classes_per_batch} needs as many",
+                "classes_per_batch",
+                "range",
             )
         #: The classes batched (label values), ascending.
         self.classes = classes[usable]
@@ -235,17 +240,22 @@ class RepresentativeBatchSampler(torch.utils.data.Sampler[list[int]]):
             raise TypeError("indices must be a 1-D integer sequence of dataset indices")
         emb = _as_numpy(embeddings, "embeddings").astype(np.float64, copy=False)
         if emb.ndim != 2 or emb.shape[0] != idx.shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"embeddings must be 2-D with one row per index, got shape {emb.shape} "
-                f"for {idx.shape[0]} indices"
+                f"for {idx.shape[0]} indices",
+                "embeddings",
+                "shape",
             )
         if not np.isfinite(emb).all():
-            raise ValueError("embeddings contain NaN or infinite values")
+            raise InputError("embeddings contain NaN or infinite values", "embeddings", "nonfinite")
         if self._embeddings is None:
             self._embeddings = np.zeros((len(self.classes), emb.shape[1]))
         elif emb.shape[1] != self._embeddings.shape[1]:
-            raise ValueError(
-                f"embeddings have {emb.shape[1]} features, earlier ones {self._embeddings.shape[1]}"
+            raise InputError(
+                f"embeddings have {emb.shape[1]} features, "
+                f"earlier ones {self._embeddings.shape[1]}",
+                "embeddings",
+                "shape",
             )
         stored = 0
         rep_pos = {int(r): k for k, r in enumerate(self.representatives)}
@@ -288,8 +298,10 @@ def representative_triplet_loss(
     if not isinstance(anchor_mask, Tensor) or anchor_mask.dtype != torch.bool:
         raise TypeError("anchor_mask must be a boolean tensor")
     if anchor_mask.shape != (x.shape[0],):
-        raise ValueError(
-            f"anchor_mask has shape {tuple(anchor_mask.shape)}, expected ({x.shape[0]},)"
+        raise InputError(
+            f"anchor_mask has shape {tuple(anchor_mask.shape)}, expected ({x.shape[0]},)",
+            "anchor_mask",
+            "shape",
         )
     m = check_margin(margin)
     per_anchor = triplet_margin_loss(

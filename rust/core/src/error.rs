@@ -40,4 +40,31 @@ impl fmt::Display for CoreError {
 
 impl std::error::Error for CoreError {}
 
+impl CoreError {
+    /// The name of the argument at fault (every message begins with it).
+    pub fn arg(&self) -> &'static str {
+        match self {
+            CoreError::NonFinite { arg }
+            | CoreError::Empty { arg }
+            | CoreError::Shape { arg, .. }
+            | CoreError::ZeroNorm { arg, .. }
+            | CoreError::TooLarge { arg }
+            | CoreError::InvalidValue { arg, .. } => arg,
+        }
+    }
+
+    /// A short name of what is wrong, one per variant; the Python layer
+    /// documents these names as `InputError.kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CoreError::NonFinite { .. } => "nonfinite",
+            CoreError::Empty { .. } => "empty",
+            CoreError::Shape { .. } => "shape",
+            CoreError::ZeroNorm { .. } => "zero_norm",
+            CoreError::TooLarge { .. } => "too_large",
+            CoreError::InvalidValue { .. } => "range",
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, CoreError>;

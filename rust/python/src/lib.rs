@@ -1,18 +1,16 @@
 //! `tripletcore._core`: converts NumPy arrays to `tripletcore-core` views,
 //! releases the GIL around every kernel, and maps core errors to Python
-//! exceptions in one place. All argument conversion beyond float32/float64
+//! exceptions in one place (`errors.rs`). All argument conversion beyond float32/float64
 //! and int64 happens in the Python layer.
 
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 use tripletcore_core as core;
-use tripletcore_core::{CoreError, Fallback, LossOptions, Matrix, Metric, Mining, Real, Reduction};
+use tripletcore_core::{Fallback, LossOptions, Matrix, Metric, Mining, Real, Reduction};
 
-fn to_py(e: CoreError) -> PyErr {
-    PyValueError::new_err(e.to_string())
-}
+mod errors;
+use errors::{conflict, core_error, input_error, not_contiguous, option, wrong_type};
 
 /// A float32 or float64 C-contiguous 2-D array.
 enum Floats<'py> {
@@ -27,7 +25,7 @@ fn floats<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Floats<'py>> {
     if let Ok(a) = obj.extract::<PyReadonlyArray2<f64>>() {
         return Ok(Floats::F64(a));
     }
-    Err(PyTypeError::new_err(format!(
+    Err(wrong_type(format!(
         "{arg} must be a 2-D float32 or float64 numpy array"
     )))
 }
@@ -37,10 +35,12 @@ fn matrix<'a, T: Real + numpy::Element>(
     arg: &'static str,
 ) -> PyResult<Matrix<'a, T>> {
     let (rows, cols) = (a.shape()[0], a.shape()[1]);
-    let data = a
-        .as_slice()
-        .map_err(|_| PyValueError::new_err(format!("{arg} must be C-contiguous")))?;
-    Matrix::new(data, rows, cols, arg).map_err(to_py)
+    // as_slice also accepts Fortran order, which would be read transposed
+    if !a.is_c_contiguous() {
+        return Err(not_contiguous(arg));
+    }
+    let data = a.as_slice().map_err(|_| not_contiguous(arg))?;
+    Matrix::new(data, rows, cols, arg).map_err(core_error)
 }
 
 fn other<'py, T: numpy::Element>(
@@ -48,14 +48,13 @@ fn other<'py, T: numpy::Element>(
 ) -> PyResult<Option<PyReadonlyArray2<'py, T>>> {
     obj.map(|o| {
         o.extract::<PyReadonlyArray2<T>>()
-            .map_err(|_| PyTypeError::new_err("Y must be a 2-D numpy array of the same dtype as X"))
+            .map_err(|_| wrong_type("Y must be a 2-D numpy array of the same dtype as X".into()))
     })
     .transpose()
 }
 
 fn labels_slice<'a>(a: &'a PyReadonlyArray1<'_, i64>, arg: &str) -> PyResult<&'a [i64]> {
-    a.as_slice()
-        .map_err(|_| PyValueError::new_err(format!("{arg} must be C-contiguous")))
+    a.as_slice().map_err(|_| not_contiguous(arg))
 }
 
 /// Dispatches a generic body over the float dtype of `x`.
@@ -86,7 +85,7 @@ fn all_finite(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<bool> {
         };
         let data = a
             .as_slice()
-            .map_err(|_| PyValueError::new_err("the array must be C-contiguous"))?;
+            .map_err(|_| input_error("the array must be C-contiguous".into(), "x", "layout"))?;
         Ok(Some(py.detach(|| core::finite(data))))
     }
     if let Some(ok) = check::<f32>(py, x)? {
@@ -95,8 +94,8 @@ fn all_finite(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<bool> {
     if let Some(ok) = check::<f64>(py, x)? {
         return Ok(ok);
     }
-    Err(PyTypeError::new_err(
-        "all_finite needs a float32 or float64 numpy array",
+    Err(wrong_type(
+        "all_finite needs a float32 or float64 numpy array".into(),
     ))
 }
 
@@ -108,7 +107,7 @@ fn cdist<'py>(
     y: Option<&Bound<'py, PyAny>>,
     metric: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let metric = Metric::parse(metric).map_err(to_py)?;
+    let metric = option(Metric::parse(metric))?;
     by_dtype!(x, "X", |xa: F| {
         let ya = other::<F>(y)?;
         let xm = matrix(&xa, "X")?;
@@ -116,7 +115,7 @@ fn cdist<'py>(
         let m = ym.as_ref().map_or(xm.rows, |y| y.rows);
         let out = py
             .detach(|| core::cdist(&xm, ym.as_ref(), metric))
-            .map_err(to_py)?;
+            .map_err(core_error)?;
         PyArray1::from_vec(py, out)
             .reshape([xm.rows, m])?
             .into_bound_py_any(py)
@@ -140,7 +139,7 @@ fn batch_hard<'py>(
     y: Option<&Bound<'py, PyAny>>,
     ref_labels: Option<PyReadonlyArray1<'py, i64>>,
 ) -> PyResult<Arrays4<'py>> {
-    let metric = Metric::parse(metric).map_err(to_py)?;
+    let metric = option(Metric::parse(metric))?;
     let lab = labels_slice(&labels, "labels")?;
     let rlab = ref_labels
         .as_ref()
@@ -154,14 +153,15 @@ fn batch_hard<'py>(
             (Some(y), Some(r)) => Some((y, r)),
             (None, None) => None,
             _ => {
-                return Err(PyValueError::new_err(
+                return Err(conflict(
                     "Y and ref_labels must be given together",
+                    "ref_labels",
                 ))
             }
         };
         let r = py
             .detach(|| core::batch_hard(&xm, lab, reference, metric))
-            .map_err(to_py)?;
+            .map_err(core_error)?;
         Ok((
             PyArray1::from_vec(py, r.pos_idx).into_any(),
             PyArray1::from_vec(py, r.pos_dist).into_any(),
@@ -189,14 +189,14 @@ fn semi_hard<'py>(
     metric: &str,
     fallback: &str,
 ) -> PyResult<Arrays5<'py>> {
-    let metric = Metric::parse(metric).map_err(to_py)?;
-    let fallback = Fallback::parse(fallback).map_err(to_py)?;
+    let metric = option(Metric::parse(metric))?;
+    let fallback = option(Fallback::parse(fallback))?;
     let lab = labels_slice(&labels, "labels")?;
     by_dtype!(x, "X", |xa: F| {
         let xm = matrix(&xa, "X")?;
         let t = py
             .detach(|| core::semi_hard::<F>(&xm, lab, margin, metric, fallback))
-            .map_err(to_py)?;
+            .map_err(core_error)?;
         Ok((
             PyArray1::from_vec(py, t.anchor).into_any(),
             PyArray1::from_vec(py, t.positive).into_any(),
@@ -223,18 +223,18 @@ fn triplet_margin_loss<'py>(
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     let opts = LossOptions {
         margin,
-        mining: Mining::parse(mining).map_err(to_py)?,
+        mining: option(Mining::parse(mining))?,
         soft,
-        reduction: Reduction::parse(reduction).map_err(to_py)?,
-        fallback: Fallback::parse(fallback).map_err(to_py)?,
+        reduction: option(Reduction::parse(reduction))?,
+        fallback: option(Fallback::parse(fallback))?,
     };
-    let metric = Metric::parse(metric).map_err(to_py)?;
+    let metric = option(Metric::parse(metric))?;
     let lab = labels_slice(&labels, "labels")?;
     by_dtype!(x, "X", |xa: F| {
         let xm = matrix(&xa, "X")?;
         let out = py
             .detach(|| core::triplet_margin_loss::<F>(&xm, lab, metric, opts))
-            .map_err(to_py)?;
+            .map_err(core_error)?;
         let grad = PyArray1::from_vec(py, out.grad)
             .reshape([xm.rows, xm.cols])?
             .into_any();
@@ -275,7 +275,7 @@ fn hausdorff(
                     core::hausdorff(&x, &y)
                 }
             })
-            .map_err(to_py)?;
+            .map_err(core_error)?;
         Ok((h.value, h.i, h.j))
     })
 }
@@ -316,7 +316,7 @@ fn class_hausdorff<'py>(
     two_matrices!(x1, "X1", x2, "X2", |x, y| {
         let r = py
             .detach(|| core::class_hausdorff(&x, &y, lab))
-            .map_err(to_py)?;
+            .map_err(core_error)?;
         Ok(class_arrays(py, r.classes, &r.per_class))
     })
 }
@@ -331,7 +331,7 @@ fn sup_displacement(
     two_matrices!(x1, "X1", x2, "X2", |x, y| {
         let h = py
             .detach(|| core::sup_displacement(&x, &y))
-            .map_err(to_py)?;
+            .map_err(core_error)?;
         Ok((h.value, h.i))
     })
 }
@@ -344,7 +344,9 @@ fn isometric_error(
     x2: &Bound<'_, PyAny>,
 ) -> PyResult<(f64, usize, usize)> {
     two_matrices!(x1, "X1", x2, "X2", |x, y| {
-        let h = py.detach(|| core::isometric_error(&x, &y)).map_err(to_py)?;
+        let h = py
+            .detach(|| core::isometric_error(&x, &y))
+            .map_err(core_error)?;
         Ok((h.value, h.i, h.j))
     })
 }
@@ -354,7 +356,7 @@ fn isometric_error(
 fn diameter(py: Python<'_>, a: &Bound<'_, PyAny>) -> PyResult<(f64, usize, usize)> {
     by_dtype!(a, "A", |aa: F| {
         let m = matrix(&aa, "A")?;
-        let h = py.detach(|| core::diameter::<F>(&m)).map_err(to_py)?;
+        let h = py.detach(|| core::diameter::<F>(&m)).map_err(core_error)?;
         Ok((h.value, h.i, h.j))
     })
 }
@@ -371,7 +373,7 @@ fn hardest_triplet(
         let m = matrix(&xa, "X")?;
         let t = py
             .detach(|| core::hardest_triplet::<F>(&m, lab))
-            .map_err(to_py)?;
+            .map_err(core_error)?;
         Ok((t.value, t.anchor, t.positive, t.negative))
     })
 }
@@ -386,14 +388,14 @@ fn knn<'py>(
     metric: &str,
     exclude_self: bool,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    let metric = Metric::parse(metric).map_err(to_py)?;
+    let metric = option(Metric::parse(metric))?;
     by_dtype!(x, "X", |xa: F| {
         let ya = other::<F>(y)?;
         let xm = matrix(&xa, "X")?;
         let ym = ya.as_ref().map(|a| matrix(a, "Y")).transpose()?;
         let r = py
             .detach(|| core::knn(&xm, k, ym.as_ref(), metric, exclude_self))
-            .map_err(to_py)?;
+            .map_err(core_error)?;
         Ok((
             PyArray1::from_vec(py, r.indices)
                 .reshape([xm.rows, k])?
@@ -415,16 +417,23 @@ fn pair_distances<'py>(
     cols: PyReadonlyArray1<'py, i64>,
     metric: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let metric = Metric::parse(metric).map_err(to_py)?;
+    let metric = option(Metric::parse(metric))?;
     let (r, c) = (rows.as_slice()?, cols.as_slice()?);
     if r.len() != c.len() {
-        return Err(PyValueError::new_err(
-            "rows and cols must have the same length",
+        return Err(input_error(
+            "rows and cols must have the same length".into(),
+            "cols",
+            "shape",
         ));
     }
-    if r.iter().chain(c).any(|&v| v < 0) {
-        return Err(PyValueError::new_err(
-            "rows and cols must be non-negative indices",
+    if let Some(arg) = [("rows", r), ("cols", c)]
+        .into_iter()
+        .find_map(|(arg, v)| v.iter().any(|&i| i < 0).then_some(arg))
+    {
+        return Err(input_error(
+            "rows and cols must be non-negative indices".into(),
+            arg,
+            "range",
         ));
     }
     let pairs: Vec<(usize, usize)> = r
@@ -435,7 +444,7 @@ fn pair_distances<'py>(
     two_matrices!(x, "X", y, "Y", |xm, ym| {
         let out = py
             .detach(|| core::pair_distances(&xm, &ym, &pairs, metric))
-            .map_err(to_py)?;
+            .map_err(core_error)?;
         PyArray1::from_vec(py, out).into_bound_py_any(py)
     })
 }
@@ -453,7 +462,7 @@ fn kcenter<'py>(
         let sa = seeds
             .map(|o| {
                 o.extract::<PyReadonlyArray2<F>>().map_err(|_| {
-                    PyTypeError::new_err("seeds must be a 2-D numpy array of the same dtype as X")
+                    wrong_type("seeds must be a 2-D numpy array of the same dtype as X".into())
                 })
             })
             .transpose()?;
@@ -461,7 +470,7 @@ fn kcenter<'py>(
         let sm = sa.as_ref().map(|a| matrix(a, "seeds")).transpose()?;
         let r = py
             .detach(|| core::kcenter(&xm, k, sm.as_ref(), first))
-            .map_err(to_py)?;
+            .map_err(core_error)?;
         Ok((
             PyArray1::from_vec(py, r.indices).into_any(),
             r.radius,
@@ -484,7 +493,7 @@ fn covering_radius<'py>(
     two_matrices!(x, "X", proxies, "proxies", |xm, pm| {
         let r = py
             .detach(|| core::covering_radius(&xm, lab, &pm, plab))
-            .map_err(to_py)?;
+            .map_err(core_error)?;
         Ok(class_arrays(py, r.classes, &r.per_class))
     })
 }
@@ -497,7 +506,9 @@ type WidthTuple = (f64, (f64, f64), usize, usize, usize);
 fn min_width_2d(py: Python<'_>, a: &Bound<'_, PyAny>) -> PyResult<WidthTuple> {
     by_dtype!(a, "A", |aa: F| {
         let m = matrix(&aa, "A")?;
-        let w = py.detach(|| core::min_width_2d::<F>(&m)).map_err(to_py)?;
+        let w = py
+            .detach(|| core::min_width_2d::<F>(&m))
+            .map_err(core_error)?;
         Ok((
             w.value,
             (w.direction[0], w.direction[1]),
