@@ -11,15 +11,16 @@ use rayon::prelude::*;
 
 use crate::batch_hard::batch_hard_picks;
 use crate::cdist::DistanceBlocks;
+use crate::engine::{widest, with_tile_shape};
 use crate::error::{CoreError, Result};
 use crate::exact::Exact;
+use crate::matrix::{check_labels, encode_labels, Matrix, SERIAL_LIMIT};
 use crate::metric::Metric;
+use crate::pack::row_norms;
 use crate::parallel::{on_pool, worth_parallel};
-use crate::prep::{check_labels, encode_labels, row_norms, Matrix, SERIAL_LIMIT};
 use crate::real::Real;
 use crate::scale::{distance_factor, with_safe_scale};
 use crate::semi_hard::{check_margin, mine, Fallback, Triplet};
-use crate::tile::is_f32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mining {
@@ -328,11 +329,11 @@ fn batch_all_loss<T: Real>(
     opts: LossOptions,
     f: f64,
 ) -> Result<LossOutput<T>> {
-    if is_f32::<T>() {
-        batch_all_blocks::<T, 6, 16>(x, exact, codes, opts, f)
-    } else {
-        batch_all_blocks::<T, 6, 8>(x, exact, codes, opts, f)
-    }
+    with_tile_shape!(
+        widest::BATCH_ALL,
+        T,
+        batch_all_blocks(x, exact, codes, opts, f)
+    )
 }
 
 /// Whether the triplet (positive at `p`, negative at `q`) has a positive
@@ -458,7 +459,7 @@ fn batch_all_blocks<T: Real, const MR: usize, const NR: usize>(
 ) -> Result<LossOutput<T>> {
     let (n, d) = (x.rows, x.cols);
     let (m, soft, metric) = (opts.margin, opts.soft, exact.metric);
-    let blocks = DistanceBlocks::<T, MR, NR>::new(x, None, metric)?;
+    let blocks = DistanceBlocks::<T, MR, NR>::new(x, None, metric, widest::BATCH_ALL)?;
     let nblocks = n.div_ceil(BLOCK);
     let rows_of = |b: usize| (b * BLOCK)..((b + 1) * BLOCK).min(n);
 
