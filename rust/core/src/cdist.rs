@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use crate::engine::{dispatch, widest, with_tile_shape, Kernel, Simd};
+use crate::engine::{dispatch_into, widest, with_tile_shape, KernelInto, Simd};
 use crate::error::Result;
 use crate::exact::Exact;
 use crate::matrix::{check_same_dim, Matrix};
@@ -126,30 +126,22 @@ impl<T: Real, const MR: usize, const NR: usize> DistanceBlocks<T, MR, NR> {
     /// Fills `block` (rows `r0..` of the output, `block.len() / m` of them,
     /// `r0` a multiple of `MR`) with distances in the metric's units.
     pub(crate) fn fill(&self, r0: usize, block: &mut [T]) {
-        dispatch(
-            self.widest,
-            Fill {
-                blocks: self,
-                r0,
-                block,
-            },
-        )
+        dispatch_into(self.widest, Fill { blocks: self, r0 }, block)
     }
 }
 
-/// [`DistanceBlocks::fill`]'s arguments, as a kernel body.
-struct Fill<'b, 'o, T, const MR: usize, const NR: usize> {
+/// [`DistanceBlocks::fill`]'s arguments but the output, as a kernel body.
+struct Fill<'b, T, const MR: usize, const NR: usize> {
     blocks: &'b DistanceBlocks<T, MR, NR>,
     r0: usize,
-    block: &'o mut [T],
 }
 
-impl<T: Real, const MR: usize, const NR: usize> Kernel for Fill<'_, '_, T, MR, NR> {
-    type Output = ();
+impl<T: Real, const MR: usize, const NR: usize> KernelInto for Fill<'_, T, MR, NR> {
+    type Item = T;
     #[inline(always)]
-    fn run<const FMA: bool>(self) {
+    fn run<const FMA: bool>(self, block: &mut [T]) {
         let b = self.blocks;
-        fill_rows_impl::<T, MR, NR, FMA>(&b.anchors, &b.panels, self.r0, self.block, b.metric)
+        fill_rows_impl::<T, MR, NR, FMA>(&b.anchors, &b.panels, self.r0, block, b.metric)
     }
 }
 
@@ -170,6 +162,8 @@ fn fill_rows_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool>(
         panels,
         r0..end,
         0..panels.count(),
+        // Inlined so that it is compiled with the caller's target features.
+        #[inline(always)]
         |r, p, acc| {
             let c0 = p * NR;
             let width = NR.min(m - c0);

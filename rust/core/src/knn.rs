@@ -245,6 +245,8 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool>(
         panels,
         r0..padded_end,
         0..panels.count(),
+        // Inlined so that it is compiled with the caller's target features.
+        #[inline(always)]
         |r, p, acc| {
             let nb: &[T; NR] = panels.norms[p * NR..(p + 1) * NR].try_into().unwrap();
             let wmax = panels.max_norm[p].to_f64();

@@ -2,7 +2,7 @@
 
 use std::arch::x86_64::*;
 
-use super::Kernel;
+use super::{Kernel, KernelInto};
 
 /// Compiles `kernel` with AVX2 and FMA.
 ///
@@ -11,6 +11,15 @@ use super::Kernel;
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn run<K: Kernel>(kernel: K) -> K::Output {
     kernel.run::<true>()
+}
+
+/// [`run`] for a kernel with an output slice.
+///
+/// # Safety
+/// As for [`run`].
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn run_into<K: KernelInto>(kernel: K, out: &mut [K::Item]) {
+    kernel.run::<true>(out)
 }
 
 /// Lane `l` of the result: the sum of `v[8 c + l]^2` over the `n / 8`

@@ -2,7 +2,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{is_f32, Kernel, LANES};
+use super::{is_f32, Kernel, KernelInto, LANES};
 use crate::real::Real;
 
 /// Compiles `kernel` with AVX-512F/VL, AVX2 and FMA.
@@ -12,6 +12,15 @@ use crate::real::Real;
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 pub(super) unsafe fn run<K: Kernel>(kernel: K) -> K::Output {
     kernel.run::<true>()
+}
+
+/// [`run`] for a kernel with an output slice.
+///
+/// # Safety
+/// As for [`run`].
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+pub(super) unsafe fn run_into<K: KernelInto>(kernel: K, out: &mut [K::Item]) {
+    kernel.run::<true>(out)
 }
 
 /// The `MR x 32` f32 product tile (fused multiply-adds in k order, as the

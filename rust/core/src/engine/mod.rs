@@ -111,6 +111,27 @@ pub(crate) fn dispatch<K: Kernel>(widest: Simd, kernel: K) -> K::Output {
     kernel.run::<false>()
 }
 
+/// A [`Kernel`] that writes an output slice, passed on its own so the
+/// compiler knows it aliases nothing else (it keeps the tile's accumulators
+/// in registers where a slice inside the kernel struct does not).
+pub(crate) trait KernelInto {
+    type Item;
+    fn run<const FMA: bool>(self, out: &mut [Self::Item]);
+}
+
+/// [`dispatch`] for a [`KernelInto`].
+#[inline(always)]
+pub(crate) fn dispatch_into<K: KernelInto>(widest: Simd, kernel: K, out: &mut [K::Item]) {
+    #[cfg(target_arch = "x86_64")]
+    match level_for(widest) {
+        // SAFETY: the CPU has the path's features (checked at run time).
+        Simd::Avx512 => return unsafe { avx512::run_into(kernel, out) },
+        Simd::Avx2 => return unsafe { avx2::run_into(kernel, out) },
+        Simd::Portable => {}
+    }
+    kernel.run::<false>(out)
+}
+
 /// Whether `T` is `f32` (the hand-written lanes are for f32, or f32 and f64).
 #[inline(always)]
 pub(crate) fn is_f32<T: 'static>() -> bool {
