@@ -249,27 +249,56 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool, c
                 let cs = cols
                     .as_deref_mut()
                     .expect("column states in the symmetric scan");
-                while col_hit != 0 {
-                    let c = col_hit.trailing_zeros() as usize;
-                    col_hit &= col_hit - 1;
-                    let st = &mut cs.states[c0 + c];
-                    for (rr, dots) in acc.iter().enumerate() {
-                        let i = r + rr;
-                        if i >= r1 {
-                            break;
-                        }
-                        let (na, li) = (ctx.anchors.norms[i], ctx.xlab[i]);
-                        let (same, v) = (lab[c] == li, squared_key(na, nb[c], dots[c]));
-                        if (same & (v >= col_pos[c])) | (!same & (v <= col_neg[c])) {
-                            offer(st, same, v, wcol, i);
-                        }
-                    }
-                    cs.best_neg[c0 + c] = st.neg.best;
-                    cs.best_pos[c0 + c] = st.pos.best;
-                }
+                offer_columns::<T, MR, NR>(
+                    ctx,
+                    cs,
+                    col_hit,
+                    acc,
+                    r..r1,
+                    c0,
+                    (nb, lab),
+                    (&col_pos, &col_neg),
+                    wcol,
+                );
             }
         },
     );
+}
+
+/// The symmetric scan's transpose: offers the tile rows `rows` (from `r`,
+/// ending before `r1`) to the reductions of the columns `c0 + c` whose bit
+/// is set in `col_hit`, and mirrors those columns' bounds.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn offer_columns<T: Real, const MR: usize, const NR: usize>(
+    ctx: &Ctx<T>,
+    cs: &mut ColumnStates<T>,
+    mut col_hit: u64,
+    acc: &[[T; NR]; MR],
+    rows: Range<usize>,
+    c0: usize,
+    (nb, lab): (&[T; NR], &[u32; NR]),
+    (col_pos, col_neg): (&[T; NR], &[T; NR]),
+    wcol: T,
+) {
+    while col_hit != 0 {
+        let c = col_hit.trailing_zeros() as usize;
+        col_hit &= col_hit - 1;
+        let st = &mut cs.states[c0 + c];
+        for (rr, dots) in acc.iter().enumerate() {
+            let i = rows.start + rr;
+            if i >= rows.end {
+                break;
+            }
+            let (na, li) = (ctx.anchors.norms[i], ctx.xlab[i]);
+            let (same, v) = (lab[c] == li, squared_key(na, nb[c], dots[c]));
+            if (same & (v >= col_pos[c])) | (!same & (v <= col_neg[c])) {
+                offer(st, same, v, wcol, i);
+            }
+        }
+        cs.best_neg[c0 + c] = st.neg.best;
+        cs.best_pos[c0 + c] = st.pos.best;
+    }
 }
 
 /// The scan's approximate squared distance `(na + nb) - 2 dot`: every test

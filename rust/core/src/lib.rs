@@ -12,6 +12,7 @@
 //! expansion and a rigorous bound, settle exactly in f64, ties to the
 //! lowest index) that the kernels share; `exact` is the f64 reference.
 
+mod batch_all;
 mod batch_hard;
 mod cdist;
 mod engine;
