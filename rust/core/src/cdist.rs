@@ -3,15 +3,15 @@
 
 use rayon::prelude::*;
 
+use crate::engine::{dispatch_into, widest, with_tile_shape, KernelInto, Simd};
 use crate::error::Result;
 use crate::exact::Exact;
+use crate::matrix::{check_same_dim, Matrix};
 use crate::metric::Metric;
-use crate::prep::{
-    check_same_dim, prepare_anchors, prepare_panels, row_norms, Anchors, Matrix, Panels, Transform,
-};
+use crate::pack::{prepare_anchors, prepare_panels, row_norms, Anchors, Panels, Transform};
 use crate::real::Real;
 use crate::scale::{distance_factor, with_safe_scale};
-use crate::tile::{for_each_tile, has_avx2_fma, is_f32};
+use crate::tile::for_each_tile;
 
 /// Row-major `x.rows x y.rows` distances (`y = x` when `None`).
 pub fn cdist<T: Real>(x: &Matrix<T>, y: Option<&Matrix<T>>, metric: Metric) -> Result<Vec<T>> {
@@ -19,11 +19,7 @@ pub fn cdist<T: Real>(x: &Matrix<T>, y: Option<&Matrix<T>>, metric: Metric) -> R
         check_same_dim(x, y)?;
     }
     with_safe_scale(x, y, |x, y, s| {
-        let mut out = if is_f32::<T>() {
-            run::<T, 6, 16>(x, y, metric)
-        } else {
-            run::<T, 6, 8>(x, y, metric)
-        }?;
+        let mut out = with_tile_shape!(widest::CDIST, T, run(x, y, metric))?;
         let f = distance_factor(metric, s);
         if f != 1.0 {
             out.par_iter_mut()
@@ -76,7 +72,7 @@ fn run<T: Real, const MR: usize, const NR: usize>(
     y: Option<&Matrix<T>>,
     metric: Metric,
 ) -> Result<Vec<T>> {
-    let blocks = DistanceBlocks::<T, MR, NR>::new(x, y, metric)?;
+    let blocks = DistanceBlocks::<T, MR, NR>::new(x, y, metric, widest::CDIST)?;
     let m = blocks.panels.n;
     let mut out = vec![T::ZERO; x.rows * m];
     out.par_chunks_mut(MR * m)
@@ -88,15 +84,21 @@ fn run<T: Real, const MR: usize, const NR: usize>(
 /// Distances from blocks of rows of X to every row of Y (or X), computed by
 /// the tiled kernel from coordinate differences in the input precision.
 /// On (X, X) the value for (i, j) equals the value for (j, i) bit for bit.
+/// `MR x NR` is the tile shape of the path `widest` (the caller's kernel's).
 pub(crate) struct DistanceBlocks<T, const MR: usize, const NR: usize> {
     anchors: Anchors<T>,
     pub(crate) panels: Panels<T>,
     metric: Metric,
-    avx2: bool,
+    widest: Simd,
 }
 
 impl<T: Real, const MR: usize, const NR: usize> DistanceBlocks<T, MR, NR> {
-    pub(crate) fn new(x: &Matrix<T>, y: Option<&Matrix<T>>, metric: Metric) -> Result<Self> {
+    pub(crate) fn new(
+        x: &Matrix<T>,
+        y: Option<&Matrix<T>>,
+        metric: Metric,
+        widest: Simd,
+    ) -> Result<Self> {
         let nx = row_norms(x, metric, "X")?;
         let ny = match y {
             Some(y) => row_norms(y, metric, "Y")?,
@@ -117,34 +119,30 @@ impl<T: Real, const MR: usize, const NR: usize> DistanceBlocks<T, MR, NR> {
             anchors,
             panels,
             metric,
-            avx2: has_avx2_fma(),
+            widest,
         })
     }
 
     /// Fills `block` (rows `r0..` of the output, `block.len() / m` of them,
     /// `r0` a multiple of `MR`) with distances in the metric's units.
     pub(crate) fn fill(&self, r0: usize, block: &mut [T]) {
-        #[cfg(target_arch = "x86_64")]
-        if self.avx2 {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-            return unsafe {
-                fill_rows_avx2::<T, MR, NR>(&self.anchors, &self.panels, r0, block, self.metric)
-            };
-        }
-        fill_rows_impl::<T, MR, NR, false>(&self.anchors, &self.panels, r0, block, self.metric)
+        dispatch_into(self.widest, Fill { blocks: self, r0 }, block)
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn fill_rows_avx2<T: Real, const MR: usize, const NR: usize>(
-    anchors: &Anchors<T>,
-    panels: &Panels<T>,
+/// [`DistanceBlocks::fill`]'s arguments but the output, as a kernel body.
+struct Fill<'b, T, const MR: usize, const NR: usize> {
+    blocks: &'b DistanceBlocks<T, MR, NR>,
     r0: usize,
-    block: &mut [T],
-    metric: Metric,
-) {
-    fill_rows_impl::<T, MR, NR, true>(anchors, panels, r0, block, metric)
+}
+
+impl<T: Real, const MR: usize, const NR: usize> KernelInto for Fill<'_, T, MR, NR> {
+    type Item = T;
+    #[inline(always)]
+    fn run<const FMA: bool>(self, block: &mut [T]) {
+        let b = self.blocks;
+        fill_rows_impl::<T, MR, NR, FMA>(&b.anchors, &b.panels, self.r0, block, b.metric)
+    }
 }
 
 #[inline(always)]
@@ -164,6 +162,8 @@ fn fill_rows_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool>(
         panels,
         r0..end,
         0..panels.count(),
+        // Inlined so that it is compiled with the caller's target features.
+        #[inline(always)]
         |r, p, acc| {
             let c0 = p * NR;
             let width = NR.min(m - c0);

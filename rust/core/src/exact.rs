@@ -1,39 +1,36 @@
 //! Distances and their gradients computed directly in f64 from the
 //! caller's data: the reference values every fast path is checked against.
 
+use crate::engine::{add_scaled_diff_lanes, dispatch, lane_diff_squares, widest, Kernel, LANES};
+use crate::matrix::Matrix;
 use crate::metric::Metric;
-use crate::prep::Matrix;
 use crate::real::Real;
-use crate::tile::{has_avx2_fma, simd_level, Simd};
 
 /// Exact distances between rows of `x` and rows of `y` (possibly the same).
-pub struct Exact<'a, T> {
-    pub x: Matrix<'a, T>,
-    pub y: Matrix<'a, T>,
+pub(crate) struct Exact<'a, T> {
+    pub(crate) x: Matrix<'a, T>,
+    pub(crate) y: Matrix<'a, T>,
     /// Row norms of x (cosine only), by which rows are divided.
-    pub nx: Option<&'a [f64]>,
-    pub ny: Option<&'a [f64]>,
-    pub metric: Metric,
+    pub(crate) nx: Option<&'a [f64]>,
+    pub(crate) ny: Option<&'a [f64]>,
+    pub(crate) metric: Metric,
 }
 
 impl<'a, T: Real> Exact<'a, T> {
     /// Squared distance of the transformed rows. Symmetric bit for bit:
     /// `d2(i, j)` on (X, X) equals `d2(j, i)`.
+    /// The same operations in the same order on every path: same bits.
     #[inline]
-    pub fn d2(&self, i: usize, j: usize) -> f64 {
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() {
-            // SAFETY: the CPU supports AVX2 (checked at run time).
-            return unsafe { self.d2_avx2(i, j) };
+    pub(crate) fn d2(&self, i: usize, j: usize) -> f64 {
+        struct D2<'e, 'a, T>(&'e Exact<'a, T>, usize, usize);
+        impl<T: Real> Kernel for D2<'_, '_, T> {
+            type Output = f64;
+            #[inline(always)]
+            fn run<const FMA: bool>(self) -> f64 {
+                self.0.d2_impl(self.1, self.2)
+            }
         }
-        self.d2_impl(i, j)
-    }
-
-    /// The same operations in the same order on wider registers: same bits.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn d2_avx2(&self, i: usize, j: usize) -> f64 {
-        self.d2_impl(i, j)
+        dispatch(widest::SUPPORT, D2(self, i, j))
     }
 
     #[inline(always)]
@@ -49,33 +46,17 @@ impl<'a, T: Real> Exact<'a, T> {
     }
 
     #[inline]
-    pub fn dist(&self, i: usize, j: usize) -> f64 {
+    pub(crate) fn dist(&self, i: usize, j: usize) -> f64 {
         self.metric.from_d2(self.d2(i, j))
     }
 
-    /// Adds `coef * d dist(i, j) / d x_i` to `out` (length d). The
-    /// Euclidean derivative at distance 0 is taken as 0.
-    pub fn add_grad(&self, i: usize, j: usize, coef: f64, out: &mut [f64]) {
-        let d2 = (self.metric == Metric::Euclidean).then(|| self.d2(i, j));
-        self.add_grad_d2(i, j, coef, d2, out)
-    }
-
-    /// `add_grad` given `d2(i, j)` (needed for Euclidean only; callers reuse
-    /// the value of `d2(j, i)`, the same bits).
+    /// Adds `coef * d dist(i, j) / d x_i` to `out` (length d), given
+    /// `d2(i, j)` (needed for Euclidean only; callers reuse the value of
+    /// `d2(j, i)`, the same bits). The Euclidean derivative at distance 0 is
+    /// taken as 0.
+    /// The same operations on every path (no contraction): same bits.
     #[inline]
-    pub fn add_grad_d2(&self, i: usize, j: usize, coef: f64, d2: Option<f64>, out: &mut [f64]) {
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() {
-            // SAFETY: the CPU supports AVX2 (checked at run time).
-            return unsafe { self.add_grad_d2_avx2(i, j, coef, d2, out) };
-        }
-        self.add_grad_d2_impl(i, j, coef, d2, out)
-    }
-
-    /// The same operations on wider registers (no FMA contraction): same bits.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn add_grad_d2_avx2(
+    pub(crate) fn add_grad_d2(
         &self,
         i: usize,
         j: usize,
@@ -83,7 +64,23 @@ impl<'a, T: Real> Exact<'a, T> {
         d2: Option<f64>,
         out: &mut [f64],
     ) {
-        self.add_grad_d2_impl(i, j, coef, d2, out)
+        struct Grad<'e, 'a, 'o, T>(
+            &'e Exact<'a, T>,
+            usize,
+            usize,
+            f64,
+            Option<f64>,
+            &'o mut [f64],
+        );
+        impl<T: Real> Kernel for Grad<'_, '_, '_, T> {
+            type Output = ();
+            #[inline(always)]
+            fn run<const FMA: bool>(self) {
+                let Grad(e, i, j, coef, d2, out) = self;
+                e.add_grad_d2_impl(i, j, coef, d2, out)
+            }
+        }
+        dispatch(widest::SUPPORT, Grad(self, i, j, coef, d2, out))
     }
 
     #[inline(always)]
@@ -117,14 +114,7 @@ impl<'a, T: Real> Exact<'a, T> {
 /// `out[k] += c * (a_k - b_k)` in f64.
 #[inline(always)]
 fn add_scaled_diff<T: Real>(out: &mut [f64], a: &[T], b: &[T], c: f64) {
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if simd_level() == Simd::Avx512 && a.len() == b.len() && out.len() >= a.len() {
-        done = a.len() / LANES * LANES;
-        // SAFETY: the three slices hold `done` values; the CPU has AVX-512F
-        // (checked at run time); T is f32 or f64.
-        unsafe { wide::add_scaled_diff(out.as_mut_ptr(), a.as_ptr(), b.as_ptr(), c, done) };
-    }
+    let done = add_scaled_diff_lanes(out, a, b, c);
     for ((o, u), v) in out[done..].iter_mut().zip(&a[done..]).zip(&b[done..]) {
         *o += c * (u.to_f64() - v.to_f64());
     }
@@ -134,20 +124,12 @@ fn add_scaled_diff<T: Real>(out: &mut [f64], a: &[T], b: &[T], c: f64) {
 /// of the crate uses (so equal sums are equal bits everywhere).
 #[inline(always)]
 pub(crate) fn diff_sq_sum<T: Real>(a: &[T], b: &[T]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if simd_level() == Simd::Avx512 && a.len() == b.len() {
-        // The compiler vectorises the f32 -> f64 lanes poorly by itself.
-        let full = a.len() / LANES * LANES;
-        // SAFETY: both slices hold `full` values; the CPU has AVX-512F
-        // (checked at run time); T is f32 or f64.
-        let acc = unsafe { wide::lane_sums(a.as_ptr(), b.as_ptr(), full) };
+    // The compiler vectorises the f32 -> f64 lanes poorly by itself.
+    if let Some((acc, full)) = lane_diff_squares(a, b) {
         return finish_lanes(acc, &a[full..], &b[full..], |u, v| u.to_f64() - v.to_f64());
     }
     sq_diff_sum(a, b, |u, v| u.to_f64() - v.to_f64())
 }
-
-/// Partial sums: the adds form `LANES` independent chains, not one.
-const LANES: usize = 16;
 
 /// `sum diff(a_k, b_k)^2`: term k goes to partial sum `k % LANES`, and the
 /// partial sums are added pairwise (lane l with lane l + 8, then + 4, ...).
@@ -188,75 +170,13 @@ fn finish_lanes<T: Real>(
     acc[0]
 }
 
-#[cfg(target_arch = "x86_64")]
-mod wide {
-    use std::arch::x86_64::*;
-
-    use super::LANES;
-    use crate::real::Real;
-    use crate::tile::is_f32;
-
-    /// Values `p[0..16]` (f32 or f64) as two registers of 8 f64.
-    ///
-    /// # Safety
-    /// `p` holds 16 values of `T`, f32 or f64; the CPU has AVX-512F.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn load16<T: Real>(p: *const T) -> (__m512d, __m512d) {
-        if is_f32::<T>() {
-            let bits = _mm512_castps_si512(_mm512_loadu_ps(p.cast()));
-            let lo = _mm256_castsi256_ps(_mm512_castsi512_si256(bits));
-            let hi = _mm256_castsi256_ps(_mm512_extracti64x4_epi64::<1>(bits));
-            (_mm512_cvtps_pd(lo), _mm512_cvtps_pd(hi))
-        } else {
-            let p = p.cast::<f64>();
-            (_mm512_loadu_pd(p), _mm512_loadu_pd(p.add(8)))
-        }
+/// Euclidean norm of `values`, scaled by the largest magnitude so that
+/// no square overflows or underflows.
+pub(crate) fn safe_norm(values: impl Iterator<Item = f64> + Clone) -> f64 {
+    let amax = values.clone().map(f64::abs).fold(0.0, f64::max);
+    if amax == 0.0 {
+        return 0.0;
     }
-
-    /// `out[k] += c * (a[k] - b[k])` in f64 for k < n (multiply then add).
-    ///
-    /// # Safety
-    /// The three pointers hold `n` values, `n` a multiple of `LANES`, `T` is
-    /// f32 or f64; the CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn add_scaled_diff<T: Real>(
-        out: *mut f64,
-        a: *const T,
-        b: *const T,
-        c: f64,
-        n: usize,
-    ) {
-        let c = _mm512_set1_pd(c);
-        for k in (0..n).step_by(LANES) {
-            let ((u0, u1), (v0, v1)) = (load16(a.add(k)), load16(b.add(k)));
-            for (o, t) in [
-                (out.add(k), _mm512_sub_pd(u0, v0)),
-                (out.add(k + 8), _mm512_sub_pd(u1, v1)),
-            ] {
-                _mm512_storeu_pd(o, _mm512_add_pd(_mm512_loadu_pd(o), _mm512_mul_pd(c, t)));
-            }
-        }
-    }
-
-    /// Lane l: the sum over the chunks c of `(a - b)^2` at `LANES c + l`, in
-    /// f64, multiply then add (the portable loop's operations, so its bits).
-    ///
-    /// # Safety
-    /// `a` and `b` hold `n` values, `n` a multiple of `LANES`, `T` is f32 or
-    /// f64; the CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn lane_sums<T: Real>(a: *const T, b: *const T, n: usize) -> [f64; LANES] {
-        let (mut lo, mut hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());
-        for c in (0..n).step_by(LANES) {
-            let ((u0, u1), (v0, v1)) = (load16(a.add(c)), load16(b.add(c)));
-            let (t0, t1) = (_mm512_sub_pd(u0, v0), _mm512_sub_pd(u1, v1));
-            lo = _mm512_add_pd(lo, _mm512_mul_pd(t0, t0));
-            hi = _mm512_add_pd(hi, _mm512_mul_pd(t1, t1));
-        }
-        let mut out = [0.0f64; LANES];
-        _mm512_storeu_pd(out.as_mut_ptr(), lo);
-        _mm512_storeu_pd(out.as_mut_ptr().add(8), hi);
-        out
-    }
+    let n2: f64 = values.map(|v| (v / amax).powi(2)).sum();
+    amax * n2.sqrt()
 }

@@ -6,16 +6,15 @@
 
 use rayon::prelude::*;
 
-use crate::batch_hard::{batch_hard, nearest_for_max};
-use crate::cdist::DistanceBlocks;
+use crate::batch_hard::batch_hard;
 use crate::error::{CoreError, Result};
-use crate::exact::diff_sq_sum;
+use crate::exact::{diff_sq_sum, safe_norm};
+use crate::hausdorff_scan::nearest_for_max;
 use crate::kdtree::{nearest_for_max_tree, KD_MAX_DIM};
+use crate::matrix::{check_labels, check_same_dim, Matrix};
 use crate::metric::Metric;
-use crate::prep::{check_labels, check_same_dim, safe_norm, Matrix};
 use crate::real::Real;
 use crate::scale::with_safe_scale;
-use crate::tile::is_f32;
 
 /// A distance and the pair of rows that attains it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,7 +37,7 @@ pub struct HardestTriplet {
 /// the square root of the same f64 sum the kernels rank candidates by, so
 /// equal sums stay tied; scaled (`safe_norm`) only where that sum overflows
 /// or underflows.
-fn dist<T: Real>(a: &Matrix<T>, i: usize, b: &Matrix<T>, j: usize) -> f64 {
+pub(crate) fn dist<T: Real>(a: &Matrix<T>, i: usize, b: &Matrix<T>, j: usize) -> f64 {
     let d2 = diff_sq_sum(a.row(i), b.row(j));
     if d2.is_finite() && d2 >= f64::MIN_POSITIVE {
         return d2.sqrt();
@@ -141,18 +140,8 @@ pub fn class_hausdorff<T: Real>(
         .par_iter()
         .map(|rows| {
             let (a, b) = (gather(x1, rows), gather(x2, rows));
-            let (ma, mb) = (
-                Matrix {
-                    data: &a,
-                    rows: rows.len(),
-                    cols: x1.cols,
-                },
-                Matrix {
-                    data: &b,
-                    rows: rows.len(),
-                    cols: x2.cols,
-                },
-            );
+            let ma = Matrix::new(&a, rows.len(), x1.cols, "X1")?;
+            let mb = Matrix::new(&b, rows.len(), x2.cols, "X2")?;
             let h = hausdorff(&ma, &mb)?;
             Ok(Attained {
                 value: h.value,
@@ -164,7 +153,7 @@ pub fn class_hausdorff<T: Real>(
     Ok(ClassHausdorff { classes, per_class })
 }
 
-fn check_two_embeddings<T: Real>(x1: &Matrix<T>, x2: &Matrix<T>) -> Result<()> {
+pub(crate) fn check_two_embeddings<T: Real>(x1: &Matrix<T>, x2: &Matrix<T>) -> Result<()> {
     if x1.rows != x2.rows {
         return Err(CoreError::Shape {
             arg: "X2",
@@ -245,146 +234,4 @@ pub fn hardest_triplet<T: Real>(x: &Matrix<T>, labels: &[i64]) -> Result<Hardest
         detail: "no triplet exists: it needs a class with at least two points and a second class"
             .into(),
     })
-}
-
-/// Rows per block of the isometric-error scan (a multiple of the tile height).
-const ISO_BLOCK: usize = 48;
-/// Candidates a block keeps before it falls back to an exact rescan.
-const ISO_CAP: usize = 256;
-
-/// `d_iso(f1, f2) = sup_{i<j} | ||x1_i - x1_j|| - ||x2_i - x2_j|| |`
-/// (equation 13) for two embeddings of the same points, possibly of
-/// different dimensions, with the attaining pair. O(N) extra memory.
-pub fn isometric_error<T: Real>(x1: &Matrix<T>, x2: &Matrix<T>) -> Result<Attained> {
-    check_two_embeddings(x1, x2)?;
-    if x1.rows == 1 {
-        return Ok(Attained {
-            value: 0.0,
-            i: 0,
-            j: 0,
-        });
-    }
-    // One common power-of-two scale keeps the two distances comparable.
-    with_safe_scale(x1, Some(x2), |a, b, s| {
-        let b = b.expect("second embedding");
-        let r = if is_f32::<T>() {
-            iso_blocks::<T, 6, 16>(a, b)
-        } else {
-            iso_blocks::<T, 6, 8>(a, b)
-        }?;
-        Ok(Attained {
-            value: r.value * s,
-            ..r
-        })
-    })
-}
-
-/// What one block of rows learnt: a lower bound on the maximum and every
-/// pair whose upper bound reaches it, or `overflow` (massive ties).
-struct IsoBlock {
-    best_lower: f64,
-    cands: Vec<(f64, u32, u32)>,
-    overflow: bool,
-}
-
-fn iso_blocks<T: Real, const MR: usize, const NR: usize>(
-    x1: &Matrix<T>,
-    x2: &Matrix<T>,
-) -> Result<Attained> {
-    let n = x1.rows;
-    let b1 = DistanceBlocks::<T, MR, NR>::new(x1, None, Metric::Euclidean)?;
-    let b2 = DistanceBlocks::<T, MR, NR>::new(x2, None, Metric::Euclidean)?;
-    // Direct differences: each distance is within (dim + 8) u of itself.
-    let (k1, k2) = (
-        (x1.cols as f64 + 8.0) * T::UNIT_ROUNDOFF,
-        (x2.cols as f64 + 8.0) * T::UNIT_ROUNDOFF,
-    );
-    let tiny = 16.0 * T::MIN_NORMAL.sqrt();
-    let nblocks = n.div_ceil(ISO_BLOCK);
-    let blocks: Vec<IsoBlock> = (0..nblocks)
-        .into_par_iter()
-        .map_init(
-            || (vec![T::ZERO; ISO_BLOCK * n], vec![T::ZERO; ISO_BLOCK * n]),
-            |(d1, d2), b| {
-                let r0 = b * ISO_BLOCK;
-                let rows = ISO_BLOCK.min(n - r0);
-                b1.fill(r0, &mut d1[..rows * n]);
-                b2.fill(r0, &mut d2[..rows * n]);
-                let mut blk = IsoBlock {
-                    best_lower: f64::NEG_INFINITY,
-                    cands: Vec::new(),
-                    overflow: false,
-                };
-                for k in 0..rows {
-                    let i = r0 + k;
-                    for j in i + 1..n {
-                        let (u, v) = (d1[k * n + j].to_f64(), d2[k * n + j].to_f64());
-                        let e = (u - v).abs();
-                        let w = k1 * u + k2 * v + tiny;
-                        if e + w < blk.best_lower {
-                            continue;
-                        }
-                        if e - w > blk.best_lower {
-                            blk.best_lower = e - w;
-                        }
-                        if !blk.overflow {
-                            blk.cands.push((e + w, i as u32, j as u32));
-                            if blk.cands.len() >= ISO_CAP {
-                                let lo = blk.best_lower;
-                                blk.cands.retain(|c| c.0 >= lo);
-                                if blk.cands.len() >= ISO_CAP / 2 {
-                                    blk.overflow = true;
-                                    blk.cands = Vec::new();
-                                }
-                            }
-                        }
-                    }
-                }
-                blk
-            },
-        )
-        .collect();
-    let lower = blocks
-        .iter()
-        .map(|b| b.best_lower)
-        .fold(f64::NEG_INFINITY, f64::max);
-    let exact = |i: usize, j: usize| (dist(x1, i, x1, j) - dist(x2, i, x2, j)).abs();
-    // Exact values of the survivors; overflowed blocks are rescanned exactly.
-    let found: Vec<Attained> = blocks
-        .par_iter()
-        .enumerate()
-        .flat_map_iter(|(b, blk)| -> Vec<Attained> {
-            if blk.overflow {
-                let r0 = b * ISO_BLOCK;
-                (r0..(r0 + ISO_BLOCK).min(n))
-                    .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
-                    .map(|(i, j)| Attained {
-                        value: exact(i, j),
-                        i,
-                        j,
-                    })
-                    .collect()
-            } else {
-                blk.cands
-                    .iter()
-                    .filter(|c| c.0 >= lower)
-                    .map(|&(_, i, j)| Attained {
-                        value: exact(i as usize, j as usize),
-                        i: i as usize,
-                        j: j as usize,
-                    })
-                    .collect()
-            }
-        })
-        .collect();
-    // Largest value; ties to the lowest (i, j).
-    Ok(found
-        .into_iter()
-        .fold(None, |best: Option<Attained>, c| match best {
-            Some(b) if b.value > c.value || (b.value == c.value && (b.i, b.j) < (c.i, c.j)) => {
-                Some(b)
-            }
-            _ => Some(c),
-        })
-        .expect("at least one pair"))
 }

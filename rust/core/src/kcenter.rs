@@ -12,8 +12,8 @@ use crate::error::{CoreError, Result};
 use crate::exact::diff_sq_sum;
 use crate::geometry::{directed_hausdorff, Attained};
 use crate::knn::knn;
+use crate::matrix::{check_labels, Matrix};
 use crate::metric::Metric;
-use crate::prep::{check_labels, Matrix};
 use crate::real::Real;
 use crate::scale::with_safe_scale;
 
@@ -239,16 +239,8 @@ pub fn covering_radius<T: Real>(
         .par_iter()
         .map(|(rows, prows)| {
             let (a, b) = (gather(x, rows), gather(proxies, prows));
-            let ma = Matrix {
-                data: &a,
-                rows: rows.len(),
-                cols: x.cols,
-            };
-            let mb = Matrix {
-                data: &b,
-                rows: prows.len(),
-                cols: x.cols,
-            };
+            let ma = Matrix::new(&a, rows.len(), x.cols, "X")?;
+            let mb = Matrix::new(&b, prows.len(), x.cols, "proxies")?;
             let h = directed_hausdorff(&ma, &mb)?;
             Ok(Attained {
                 value: h.value,

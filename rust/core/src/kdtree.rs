@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
-use crate::batch_hard::gcd;
 use crate::exact::Exact;
+use crate::matrix::Matrix;
 use crate::metric::Metric;
-use crate::prep::Matrix;
+use crate::parallel::scattered_stride;
 use crate::real::Real;
 
 /// Below this dimension the tree wins over the tiled scan (measured in
@@ -211,10 +211,7 @@ fn nearest_with<T: Real, const D: usize>(x: &Matrix<T>, y: &Matrix<T>) -> Vec<Op
     let lower = AtomicU64::new(0f64.to_bits());
     let n = x.rows;
     // Rows visited in a scattered fixed order, so the bound rises early.
-    let stride = (1..=n)
-        .rev()
-        .find(|s| gcd(*s, n) == 1 && *s * 5 <= n * 3)
-        .unwrap_or(1);
+    let stride = scattered_stride(n);
     let mut out: Vec<Option<usize>> = vec![None; n];
     out.par_chunks_mut(256)
         .enumerate()

@@ -12,15 +12,16 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use crate::engine::{dispatch, widest, with_tile_shape, Kernel};
 use crate::error::{CoreError, Result};
 use crate::exact::Exact;
+use crate::matrix::{check_same_dim, Matrix};
 use crate::metric::Metric;
-use crate::prep::{
-    check_same_dim, prepare_anchors, prepare_panels, row_norms, Anchors, Matrix, Panels, Transform,
-};
+use crate::pack::{prepare_anchors, prepare_panels, row_norms, Anchors, Panels, Transform};
 use crate::real::Real;
 use crate::scale::{distance_factor, with_safe_scale};
-use crate::tile::{for_each_tile, has_avx2_fma, is_f32};
+use crate::screen::{settle_top_k, CandidateSet, ExpansionBound};
+use crate::tile::for_each_tile;
 
 /// Row-major `n x k` neighbours of each query row, nearest first.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +34,11 @@ pub struct Knn<T> {
 /// Query rows per parallel task (a multiple of the tile height).
 const ROW_BLOCK: usize = 96;
 
+/// The screen of one query row: the k smallest upper bounds seen (their
+/// largest, `tau`, bounds the true k-th distance from above) and every
+/// point whose lower bound is at most `tau`.
 struct TopK<T> {
+    k: usize,
     /// The k smallest upper bounds seen, ascending.
     ubs: Vec<T>,
     tau: T,
@@ -45,6 +50,7 @@ struct TopK<T> {
 impl<T: Real> TopK<T> {
     fn new(k: usize) -> Self {
         TopK {
+            k,
             ubs: Vec::with_capacity(k + 1),
             tau: T::from_f64(T::MAX_FINITE / 4.0),
             cands: Vec::new(),
@@ -52,9 +58,15 @@ impl<T: Real> TopK<T> {
             overflow: false,
         }
     }
+}
+
+impl<T: Real> CandidateSet for TopK<T> {
+    type Key = T;
+    type Index = u32;
 
     #[inline]
-    fn offer(&mut self, k: usize, v: T, w: T, j: u32) {
+    fn offer(&mut self, v: T, w: T, j: u32) {
+        let k = self.k;
         let lb = v - w;
         if lb > self.tau {
             return;
@@ -81,6 +93,10 @@ impl<T: Real> TopK<T> {
             }
         }
     }
+
+    fn survivors(&self) -> Option<impl Iterator<Item = u32> + '_> {
+        (!self.overflow).then(|| self.cands.iter().filter(|c| c.0 <= self.tau).map(|c| c.1))
+    }
 }
 
 /// The `k` nearest rows of `reference` (or of `x` itself) for every row of
@@ -106,11 +122,7 @@ pub fn knn<T: Real>(
         });
     }
     with_safe_scale(x, reference, |x, y, s| {
-        let mut out = if is_f32::<T>() {
-            run::<T, 6, 16>(x, k, y, metric, self_excluded)
-        } else {
-            run::<T, 6, 8>(x, k, y, metric, self_excluded)
-        }?;
+        let mut out = with_tile_shape!(widest::KNN, T, run(x, k, y, metric, self_excluded))?;
         let f = distance_factor(metric, s);
         if f != 1.0 {
             for v in out.distances.iter_mut() {
@@ -158,19 +170,16 @@ fn run<T: Real, const MR: usize, const NR: usize>(
     let ctx = Ctx {
         anchors: &anchors,
         panels: &panels,
-        k,
-        kcoef: (x.cols as f64 + 16.0) * T::UNIT_ROUNDOFF,
-        tiny: (x.cols as f64 + 16.0) * T::MIN_NORMAL,
+        bound: ExpansionBound::new::<T>(x.cols),
         self_excluded,
     };
-    let avx2 = has_avx2_fma();
     let n = x.rows;
     let rows: Vec<Vec<(f64, usize)>> = (0..n.div_ceil(ROW_BLOCK))
         .into_par_iter()
         .flat_map_iter(|b| {
             let (r0, r1) = (b * ROW_BLOCK, ((b + 1) * ROW_BLOCK).min(n));
             let mut states: Vec<TopK<T>> = (r0..r1).map(|_| TopK::new(k)).collect();
-            scan_block::<T, MR, NR>(&ctx, r0..r1, &mut states, avx2);
+            scan_block::<T, MR, NR>(&ctx, r0..r1, &mut states);
             states
                 .into_iter()
                 .enumerate()
@@ -195,35 +204,29 @@ fn run<T: Real, const MR: usize, const NR: usize>(
 struct Ctx<'a, T> {
     anchors: &'a Anchors<T>,
     panels: &'a Panels<T>,
-    k: usize,
-    kcoef: f64,
-    tiny: f64,
+    bound: ExpansionBound,
     self_excluded: bool,
 }
 
+/// Screens query rows `rows` against every panel, on the widest path k-NN takes.
 fn scan_block<T: Real, const MR: usize, const NR: usize>(
     ctx: &Ctx<T>,
     rows: Range<usize>,
     states: &mut [TopK<T>],
-    avx2: bool,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-        return unsafe { scan_block_avx2::<T, MR, NR>(ctx, rows, states) };
+    struct Scan<'c, 'a, 's, T, const MR: usize, const NR: usize>(
+        &'c Ctx<'a, T>,
+        Range<usize>,
+        &'s mut [TopK<T>],
+    );
+    impl<T: Real, const MR: usize, const NR: usize> Kernel for Scan<'_, '_, '_, T, MR, NR> {
+        type Output = ();
+        #[inline(always)]
+        fn run<const FMA: bool>(self) {
+            scan_block_impl::<T, MR, NR, FMA>(self.0, self.1, self.2)
+        }
     }
-    let _ = avx2;
-    scan_block_impl::<T, MR, NR, false>(ctx, rows, states)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn scan_block_avx2<T: Real, const MR: usize, const NR: usize>(
-    ctx: &Ctx<T>,
-    rows: Range<usize>,
-    states: &mut [TopK<T>],
-) {
-    scan_block_impl::<T, MR, NR, true>(ctx, rows, states)
+    dispatch(widest::KNN, Scan::<T, MR, NR>(ctx, rows, states));
 }
 
 /// Query rows `rows` against every panel; the epilogue screens a tile row
@@ -242,6 +245,8 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool>(
         panels,
         r0..padded_end,
         0..panels.count(),
+        // Inlined so that it is compiled with the caller's target features.
+        #[inline(always)]
         |r, p, acc| {
             let nb: &[T; NR] = panels.norms[p * NR..(p + 1) * NR].try_into().unwrap();
             let wmax = panels.max_norm[p].to_f64();
@@ -254,7 +259,7 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool>(
                 }
                 let st = &mut states[i - r0];
                 let na = ctx.anchors.norms[i];
-                let w = T::from_f64(ctx.kcoef * (na.to_f64() + wmax) + ctx.tiny);
+                let w = ctx.bound.at(na, wmax);
                 let thr = st.tau + w;
                 let mut hit = false;
                 for c in 0..NR {
@@ -266,7 +271,7 @@ fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool>(
                 for c in 0..width {
                     let j = c0 + c;
                     if !(ctx.self_excluded && j == i) {
-                        st.offer(ctx.k, na + nb[c] - T::TWO * dots[c], w, j as u32);
+                        st.offer(na + nb[c] - T::TWO * dots[c], w, j as u32);
                     }
                 }
             }
@@ -283,24 +288,14 @@ fn finish_row<T: Real>(
     st: &TopK<T>,
     self_excluded: bool,
 ) -> Vec<(f64, usize)> {
-    let mut ranked: Vec<(f64, usize)> = if st.overflow {
-        (0..exact.y.rows)
+    let ranked: Vec<(f64, usize)> = match st.survivors() {
+        Some(it) => it.map(|j| (exact.d2(i, j as usize), j as usize)).collect(),
+        None => (0..exact.y.rows)
             .filter(|&j| !(self_excluded && j == i))
             .map(|j| (exact.d2(i, j), j))
-            .collect()
-    } else {
-        st.cands
-            .iter()
-            .filter(|c| c.0 <= st.tau)
-            .map(|c| (exact.d2(i, c.1 as usize), c.1 as usize))
-            .collect()
+            .collect(),
     };
-    let by = |a: &(f64, usize), b: &(f64, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-    if ranked.len() > k {
-        ranked.select_nth_unstable_by(k - 1, by);
-        ranked.truncate(k);
-    }
-    ranked.sort_unstable_by(by);
+    let ranked = settle_top_k(ranked, k);
     debug_assert_eq!(ranked.len(), k);
     ranked
 }

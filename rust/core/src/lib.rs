@@ -4,37 +4,52 @@
 //! Every kernel takes row-major matrices ([`Matrix`]) in f32 or f64 and
 //! integer labels, and returns indices that are exact (checked in f64,
 //! ties broken by the lowest index) and identical for any thread count.
+//!
+//! Layout: [`engine`] picks the SIMD path, compiles kernel bodies for it and
+//! fixes each kernel's tile shape (all `unsafe` code lives there);
+//! `matrix` validates inputs; `pack` and `tile` are the packed operands and
+//! the tile loop; `screen` is the exactness contract (screen with the
+//! expansion and a rigorous bound, settle exactly in f64, ties to the
+//! lowest index) that the kernels share; `exact` is the f64 reference.
 
-pub mod batch_hard;
-pub mod cdist;
+mod batch_all;
+mod batch_hard;
+mod cdist;
+mod engine;
 pub mod error;
-pub mod exact;
-pub mod geometry;
-pub mod kcenter;
+mod exact;
+mod geometry;
+mod hard_scan;
+mod hausdorff_scan;
+mod isometric;
+mod kcenter;
 mod kdtree;
-pub mod knn;
-pub mod loss;
-pub mod metric;
+mod knn;
+mod loss;
+mod matrix;
+mod metric;
+mod pack;
 mod parallel;
-pub mod prep;
-pub mod real;
+mod real;
 mod scale;
-pub mod semi_hard;
-pub mod tile;
-pub mod width;
+mod screen;
+mod semi_hard;
+mod tile;
+mod width;
 
 pub use batch_hard::{batch_hard, BatchHard};
 pub use cdist::{cdist, pair_distances};
 pub use error::{CoreError, Result};
 pub use geometry::{
-    class_hausdorff, diameter, directed_hausdorff, hardest_triplet, hausdorff, isometric_error,
-    sup_displacement, Attained, ClassHausdorff, HardestTriplet,
+    class_hausdorff, diameter, directed_hausdorff, hardest_triplet, hausdorff, sup_displacement,
+    Attained, ClassHausdorff, HardestTriplet,
 };
+pub use isometric::isometric_error;
 pub use kcenter::{covering_radius, kcenter, CoveringRadius, KCenter};
 pub use knn::{knn, Knn};
 pub use loss::{triplet_margin_loss, LossOptions, LossOutput, Mining, Reduction};
+pub use matrix::{finite, Matrix};
 pub use metric::Metric;
-pub use prep::{finite, Matrix};
 pub use real::Real;
 pub use semi_hard::{semi_hard, Fallback, Triplets};
 pub use width::{min_width_2d, Width};

@@ -36,3 +36,19 @@ pub(crate) fn map_range<R: Send>(
         (0..n).map(f).collect()
     }
 }
+
+/// A stride for visiting `0..n` in a fixed scattered order (`k * stride %
+/// n`): the largest at most `3n / 5` that is coprime with `n` (1 if none).
+pub(crate) fn scattered_stride(n: usize) -> usize {
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    (1..=n)
+        .rev()
+        .find(|s| gcd(*s, n) == 1 && *s * 5 <= n * 3)
+        .unwrap_or(1)
+}

@@ -3,8 +3,6 @@
 use std::fmt::Debug;
 use std::ops::{Add, Mul, Sub};
 
-use crate::tile::{simd_level, Simd};
-
 /// An element type of the embeddings: `f32` or `f64`.
 pub trait Real:
     Copy
@@ -40,41 +38,6 @@ pub trait Real:
     const INFINITY_BITS: u64;
     /// The value of a magnitude bit pattern, as f64.
     fn from_magnitude_bits(bits: u64) -> f64;
-}
-
-/// Every value finite (neither NaN nor infinite).
-#[inline]
-pub(crate) fn all_finite<T: Real>(values: &[T]) -> bool {
-    max_magnitude_bits(values) < T::INFINITY_BITS
-}
-
-/// The largest |value| (NaN if any value is NaN).
-#[inline]
-pub(crate) fn max_abs<T: Real>(values: &[T]) -> f64 {
-    T::from_magnitude_bits(max_magnitude_bits(values))
-}
-
-/// [`Real::max_magnitude_bits`] compiled for the widest SIMD path (x86-64's
-/// baseline has no unsigned 32-bit maximum).
-fn max_magnitude_bits<T: Real>(values: &[T]) -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx2")]
-        unsafe fn avx512<T: Real>(v: &[T]) -> u64 {
-            T::max_magnitude_bits(v)
-        }
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2<T: Real>(v: &[T]) -> u64 {
-            T::max_magnitude_bits(v)
-        }
-        match simd_level() {
-            // SAFETY: the CPU has the features (checked at run time).
-            Simd::Avx512 => return unsafe { avx512(values) },
-            Simd::Avx2 => return unsafe { avx2(values) },
-            Simd::Portable => {}
-        }
-    }
-    T::max_magnitude_bits(values)
 }
 
 impl Real for f32 {

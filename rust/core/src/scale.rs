@@ -5,30 +5,15 @@
 
 use rayon::prelude::*;
 
+use crate::matrix::Matrix;
 use crate::metric::Metric;
-use crate::prep::{Matrix, SCAN_SERIAL_LIMIT};
-use crate::real::{max_abs, Real};
-
-/// Largest |value| of the matrices (finite, as `Matrix::new` checked).
-fn max_abs_of<T: Real>(ms: &[&Matrix<T>]) -> f64 {
-    ms.iter()
-        .map(|m| {
-            if m.data.len() <= SCAN_SERIAL_LIMIT {
-                max_abs(m.data)
-            } else {
-                m.data
-                    .par_chunks(1 << 14)
-                    .map(max_abs)
-                    .reduce(|| 0.0, f64::max)
-            }
-        })
-        .fold(0.0, f64::max)
-}
+use crate::real::Real;
 
 /// The power of two to divide by (1 when the data is in the safe range:
 /// max |x| within 2^±(emax/4), where squares and their sums stay normal).
 pub(crate) fn pow2_scale<T: Real>(ms: &[&Matrix<T>]) -> f64 {
-    let amax = max_abs_of(ms);
+    // Recorded by `Matrix::new` (finite, as it checked).
+    let amax = ms.iter().map(|m| m.max_abs()).fold(0.0, f64::max);
     let limit = T::MAX_FINITE.log2().floor() / 4.0;
     if amax == 0.0 || (amax.log2() > -limit && amax.log2() < limit) {
         return 1.0;
@@ -38,7 +23,7 @@ pub(crate) fn pow2_scale<T: Real>(ms: &[&Matrix<T>]) -> f64 {
 
 /// `m / s` (exact but for values that fall below the smallest normal).
 pub(crate) fn divided<T: Real>(m: &Matrix<T>, s: f64) -> Vec<T> {
-    m.data
+    m.data()
         .par_iter()
         .map(|v| T::from_f64(v.to_f64() / s))
         .collect()
@@ -68,15 +53,11 @@ pub(crate) fn with_safe_scale<T: Real, R>(
     }
     let xd = divided(x, s);
     let yd = y.map(|y| divided(y, s));
-    let xs = Matrix {
-        data: &xd,
-        rows: x.rows,
-        cols: x.cols,
-    };
-    let ys = y.zip(yd.as_deref()).map(|(y, d)| Matrix {
-        data: d,
-        rows: y.rows,
-        cols: y.cols,
-    });
+    // A finite matrix divided by a power of two is finite and of the same shape.
+    fn scaled<'d, T: Real>(m: &Matrix<T>, d: &'d [T]) -> Matrix<'d, T> {
+        Matrix::new(d, m.rows, m.cols, "scaled").expect("a checked matrix, rescaled")
+    }
+    let xs = scaled(x, &xd);
+    let ys = y.zip(yd.as_deref()).map(|(y, d)| scaled(y, d));
     f(&xs, ys.as_ref(), s)
 }

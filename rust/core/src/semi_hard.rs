@@ -5,8 +5,9 @@ use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
 use crate::exact::Exact;
+use crate::matrix::{check_labels, encode_labels, Matrix};
 use crate::metric::Metric;
-use crate::prep::{check_labels, encode_labels, row_norms, Matrix};
+use crate::pack::row_norms;
 use crate::real::Real;
 use crate::scale::{distance_factor, with_safe_scale};
 

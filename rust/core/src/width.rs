@@ -4,7 +4,7 @@
 //! against a hull edge, so the O(h) sweep over edges is exact.
 
 use crate::error::{CoreError, Result};
-use crate::prep::Matrix;
+use crate::matrix::Matrix;
 use crate::real::Real;
 
 /// The minimum width, the unit direction along which it is measured, the

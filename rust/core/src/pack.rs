@@ -1,121 +1,21 @@
-//! Input views, validation, and the transformed copies the tiled kernels
-//! read (centred or unit-normalised rows, packed column panels).
+//! The transformed copies the tiled kernels read: centred or
+//! unit-normalised rows, anchors packed by tile height, references packed
+//! in column panels.
 
 use rayon::prelude::*;
 
+use crate::engine::{dispatch, lane_squares, transpose4, widest, Kernel};
 use crate::error::{CoreError, Result};
+use crate::exact::safe_norm;
+use crate::matrix::{Matrix, SERIAL_LIMIT};
 use crate::metric::Metric;
-use crate::real::{all_finite, Real};
-use crate::tile::{has_avx2_fma, is_f32};
-
-/// Passes over at most this many values run on the calling thread: handing
-/// them to the pool (a wake-up per worker) costs more than the pass.
-pub(crate) const SERIAL_LIMIT: usize = 1 << 16;
-/// The same for the bit scans (finite check, max |x|), which take well under
-/// a nanosecond per value: from a thread outside the pool the hand-off
-/// alone costs tens of microseconds.
-pub(crate) const SCAN_SERIAL_LIMIT: usize = 1 << 19;
-
-/// A borrowed row-major matrix.
-#[derive(Debug, Clone, Copy)]
-pub struct Matrix<'a, T> {
-    pub data: &'a [T],
-    pub rows: usize,
-    pub cols: usize,
-}
-
-impl<'a, T: Real> Matrix<'a, T> {
-    /// Checks the shape and that every value is finite.
-    pub fn new(data: &'a [T], rows: usize, cols: usize, arg: &'static str) -> Result<Self> {
-        if rows == 0 || cols == 0 {
-            return Err(CoreError::Empty { arg });
-        }
-        if data.len() != rows * cols {
-            return Err(CoreError::Shape {
-                arg,
-                detail: format!("buffer of {} values is not {rows} x {cols}", data.len()),
-            });
-        }
-        if !finite(data) {
-            return Err(CoreError::NonFinite { arg });
-        }
-        Ok(Matrix { data, rows, cols })
-    }
-
-    #[inline(always)]
-    pub fn row(&self, i: usize) -> &'a [T] {
-        &self.data[i * self.cols..(i + 1) * self.cols]
-    }
-}
-
-/// Whether every value is finite (neither NaN nor infinite).
-pub fn finite<T: Real>(data: &[T]) -> bool {
-    if data.len() <= SCAN_SERIAL_LIMIT {
-        all_finite(data)
-    } else {
-        data.par_chunks(1 << 14).all(all_finite)
-    }
-}
-
-/// Checks that `labels` has one entry per row of the matrix named `of`.
-pub fn check_labels(labels: &[i64], rows: usize, arg: &'static str, of: &str) -> Result<()> {
-    if labels.len() != rows {
-        return Err(CoreError::Shape {
-            arg,
-            detail: format!("has {} entries but {of} has {rows} rows", labels.len()),
-        });
-    }
-    Ok(())
-}
-
-/// Checks that two matrices have the same number of columns.
-pub fn check_same_dim<T>(x: &Matrix<T>, y: &Matrix<T>) -> Result<()> {
-    if x.cols != y.cols {
-        return Err(CoreError::Shape {
-            arg: "Y",
-            detail: format!("has {} features but X has {}", y.cols, x.cols),
-        });
-    }
-    Ok(())
-}
-
-/// Maps labels of both sets to dense codes `0..k` (equal labels, equal codes).
-pub fn encode_labels(a: &[i64], b: Option<&[i64]>) -> (Vec<u32>, Vec<u32>) {
-    let mut uniq: Vec<i64> = a.iter().chain(b.unwrap_or(&[]).iter()).copied().collect();
-    let serial = uniq.len() <= SERIAL_LIMIT / 8;
-    if serial {
-        uniq.sort_unstable();
-    } else {
-        uniq.par_sort_unstable();
-    }
-    uniq.dedup();
-    let code = |v: &i64| uniq.binary_search(v).expect("label present") as u32;
-    let map = |v: &[i64]| -> Vec<u32> {
-        if serial {
-            v.iter().map(code).collect()
-        } else {
-            v.par_iter().map(code).collect()
-        }
-    };
-    (map(a), b.map_or_else(Vec::new, map))
-}
-
-/// Euclidean norm of `values`, scaled by the largest magnitude so that
-/// no square overflows or underflows.
-pub(crate) fn safe_norm(values: impl Iterator<Item = f64> + Clone) -> f64 {
-    let amax = values.clone().map(f64::abs).fold(0.0, f64::max);
-    if amax == 0.0 {
-        return 0.0;
-    }
-    let n2: f64 = values.map(|v| (v / amax).powi(2)).sum();
-    amax * n2.sqrt()
-}
+use crate::real::Real;
 
 /// Row norms, for the metrics that normalise rows (cosine), else `None`.
 /// Rows are later divided by them (not multiplied by a reciprocal), so a
 /// row that is a multiple of another maps to exactly the same unit vector
 /// far more often.
-pub fn row_norms<T: Real>(
+pub(crate) fn row_norms<T: Real>(
     m: &Matrix<T>,
     metric: Metric,
     arg: &'static str,
@@ -124,7 +24,7 @@ pub fn row_norms<T: Real>(
         return Ok(None);
     }
     let norm = |i: usize| safe_norm(m.row(i).iter().map(|v| v.to_f64()));
-    let scales: Vec<f64> = if m.data.len() <= SERIAL_LIMIT {
+    let scales: Vec<f64> = if m.data().len() <= SERIAL_LIMIT {
         (0..m.rows).map(norm).collect()
     } else {
         (0..m.rows).into_par_iter().map(norm).collect()
@@ -138,7 +38,7 @@ pub fn row_norms<T: Real>(
 /// The affine map applied before the fast (approximate) kernels: rows are
 /// shifted by `center` (Euclidean metrics: the common mean, which keeps the
 /// expansion `|x|^2 + |y|^2 - 2 x.y` from cancelling) or scaled to unit norm.
-pub struct Transform<'s> {
+pub(crate) struct Transform<'s> {
     center: Vec<f64>,
     norms_x: Option<&'s [f64]>,
     norms_y: Option<&'s [f64]>,
@@ -147,7 +47,11 @@ pub struct Transform<'s> {
 impl<'s> Transform<'s> {
     /// No shift: rows are only scaled (used where distances are taken
     /// directly from coordinate differences).
-    pub fn scaling_only(d: usize, norms_x: Option<&'s [f64]>, norms_y: Option<&'s [f64]>) -> Self {
+    pub(crate) fn scaling_only(
+        d: usize,
+        norms_x: Option<&'s [f64]>,
+        norms_y: Option<&'s [f64]>,
+    ) -> Self {
         Transform {
             center: vec![0.0; d],
             norms_x,
@@ -155,7 +59,7 @@ impl<'s> Transform<'s> {
         }
     }
 
-    pub fn new<T: Real>(
+    pub(crate) fn new<T: Real>(
         x: &Matrix<T>,
         y: Option<&Matrix<T>>,
         norms_x: Option<&'s [f64]>,
@@ -191,7 +95,7 @@ impl Transform<'_> {
 }
 
 fn column_sums<T: Real>(m: &Matrix<T>) -> Vec<f64> {
-    if m.data.len() <= SERIAL_LIMIT {
+    if m.data().len() <= SERIAL_LIMIT {
         let mut acc = vec![0.0f64; m.cols];
         for i in 0..m.rows {
             for (a, v) in acc.iter_mut().zip(m.row(i)) {
@@ -226,32 +130,32 @@ fn column_sums<T: Real>(m: &Matrix<T>) -> Vec<f64> {
 /// and packed by groups of `mr` rows, k-major inside a group
 /// (`rows[g * mr * d + k * mr + r]`), so the micro-kernel's broadcasts for
 /// one k read one contiguous run.
-pub struct Anchors<T> {
-    pub rows: Vec<T>,
-    pub norms: Vec<T>,
-    pub n: usize,
-    pub d: usize,
+pub(crate) struct Anchors<T> {
+    pub(crate) rows: Vec<T>,
+    pub(crate) norms: Vec<T>,
+    pub(crate) n: usize,
+    pub(crate) d: usize,
 }
 
 /// Transformed reference rows packed in panels of `nr` columns, each panel
 /// stored k-major (`panel[k * nr + c]`) so the micro-kernel loads a row of
 /// `nr` values per k. Padding columns have norm +inf and label `u32::MAX`.
-pub struct Panels<T> {
-    pub data: Vec<T>,
-    pub norms: Vec<T>,
-    pub labels: Vec<u32>,
-    pub max_norm: Vec<T>,
-    pub n: usize,
-    pub d: usize,
-    pub nr: usize,
+pub(crate) struct Panels<T> {
+    pub(crate) data: Vec<T>,
+    pub(crate) norms: Vec<T>,
+    pub(crate) labels: Vec<u32>,
+    pub(crate) max_norm: Vec<T>,
+    pub(crate) n: usize,
+    pub(crate) d: usize,
+    pub(crate) nr: usize,
 }
 
 impl<T: Real> Panels<T> {
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.max_norm.len()
     }
     #[inline(always)]
-    pub fn panel(&self, p: usize) -> &[T] {
+    pub(crate) fn panel(&self, p: usize) -> &[T] {
         &self.data[p * self.d * self.nr..(p + 1) * self.d * self.nr]
     }
 }
@@ -294,11 +198,8 @@ fn transform_row<T: Real>(
     }
     let mut acc = [0.0f64; 8];
     let mut lanes = out.chunks_exact(8);
-    #[cfg(target_arch = "x86_64")]
-    if is_f32::<T>() && has_avx2_fma() {
-        let full = out.len() / 8 * 8;
-        // SAFETY: T is f32 (checked); the CPU has AVX2 (checked at run time).
-        acc = unsafe { wide::lane_squares_f32(out.as_ptr().cast(), full) };
+    if let Some((sums, full)) = lane_squares(out) {
+        acc = sums;
         lanes = out[full..].chunks_exact(8);
     }
     for t in &mut lanes {
@@ -315,65 +216,40 @@ fn transform_row<T: Real>(
 /// Transforms rows `first..first + width` of `m` (fewer at the end) into the
 /// k-major group `out[k * width + r]`, their squared norms into `norms`;
 /// returns the largest. `scratch` holds `width * d` values.
-#[allow(clippy::too_many_arguments)]
-fn pack_group<T: Real>(
-    m: &Matrix<T>,
-    center: &[f64],
-    center_t: &[T],
-    scales: Option<&[f64]>,
+struct PackGroup<'a, 'm, T> {
+    m: &'a Matrix<'m, T>,
+    center: &'a [f64],
+    center_t: &'a [T],
+    scales: Option<&'a [f64]>,
     first: usize,
     width: usize,
-    out: &mut [T],
-    norms: &mut [T],
-    scratch: &mut [T],
-) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-        return unsafe {
-            pack_group_avx2(
-                m, center, center_t, scales, first, width, out, norms, scratch,
-            )
-        };
-    }
-    pack_group_impl(
-        m, center, center_t, scales, first, width, out, norms, scratch,
-    )
+    out: &'a mut [T],
+    norms: &'a mut [T],
+    scratch: &'a mut [T],
 }
 
-/// The same operations compiled for AVX2 (no contraction: the same bits).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn pack_group_avx2<T: Real>(
-    m: &Matrix<T>,
-    center: &[f64],
-    center_t: &[T],
-    scales: Option<&[f64]>,
-    first: usize,
-    width: usize,
-    out: &mut [T],
-    norms: &mut [T],
-    scratch: &mut [T],
-) -> f64 {
-    pack_group_impl(
-        m, center, center_t, scales, first, width, out, norms, scratch,
-    )
+impl<T: Real> Kernel for PackGroup<'_, '_, T> {
+    type Output = f64;
+    /// The same operations on every path (no contraction: the same bits).
+    #[inline(always)]
+    fn run<const FMA: bool>(self) -> f64 {
+        pack_group_impl(self)
+    }
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn pack_group_impl<T: Real>(
-    m: &Matrix<T>,
-    center: &[f64],
-    center_t: &[T],
-    scales: Option<&[f64]>,
-    first: usize,
-    width: usize,
-    out: &mut [T],
-    norms: &mut [T],
-    scratch: &mut [T],
-) -> f64 {
+fn pack_group_impl<T: Real>(g: PackGroup<'_, '_, T>) -> f64 {
+    let PackGroup {
+        m,
+        center,
+        center_t,
+        scales,
+        first,
+        width,
+        out,
+        norms,
+        scratch,
+    } = g;
     let d = m.cols;
     let rows = width.min(m.rows.saturating_sub(first));
     let mut max = 0.0f64;
@@ -396,13 +272,12 @@ fn pack_group_impl<T: Real>(
     assert!(scratch.len() >= rows * d && out.len() >= d * width);
     for r0 in (0..rb).step_by(4) {
         for k0 in (0..kb).step_by(4) {
-            #[cfg(target_arch = "x86_64")]
-            if is_f32::<T>() {
-                let src = scratch[r0 * d + k0..].as_ptr().cast();
-                let dst = out[k0 * width + r0..].as_mut_ptr().cast();
-                // SAFETY: T is f32 (checked); rows r0..r0 + 4 of the scratch
-                // and k0..k0 + 4 of the group are in bounds (asserted above).
-                unsafe { wide::transpose4_f32(src, d, dst, width) };
+            if transpose4(
+                &scratch[r0 * d + k0..],
+                d,
+                &mut out[k0 * width + r0..],
+                width,
+            ) {
                 continue;
             }
             for (kk, dst) in out[k0 * width..].chunks_mut(width).take(4).enumerate() {
@@ -422,7 +297,7 @@ fn pack_group_impl<T: Real>(
     max
 }
 
-/// Largest group (tile height or panel width) [`pack_group`] handles.
+/// Largest group (tile height or panel width) [`PackGroup`] handles.
 const MAX_GROUP: usize = 64;
 
 /// Runs `pack(g, group_out, group_norms, scratch)` over the groups, in
@@ -454,7 +329,7 @@ fn pack_all<T: Real>(
         .reduce(|| 0.0, f64::max)
 }
 
-pub fn prepare_anchors<T: Real>(
+pub(crate) fn prepare_anchors<T: Real>(
     x: &Matrix<T>,
     tf: &Transform,
     mr: usize,
@@ -467,17 +342,18 @@ pub fn prepare_anchors<T: Real>(
     let mut norms = vec![T::ZERO; padded];
     let center_t = tf.center_in::<T>();
     let max = pack_all(&mut packed, &mut norms, mr, d, |g, out, nrm, scratch| {
-        pack_group(
-            x,
-            &tf.center,
-            &center_t,
-            tf.norms_x,
-            g * mr,
-            mr,
+        let group = PackGroup {
+            m: x,
+            center: &tf.center,
+            center_t: &center_t,
+            scales: tf.norms_x,
+            first: g * mr,
+            width: mr,
             out,
-            nrm,
+            norms: nrm,
             scratch,
-        )
+        };
+        dispatch(widest::SUPPORT, group)
     });
     check_magnitude::<T>(max, arg)?;
     Ok(Anchors {
@@ -490,7 +366,7 @@ pub fn prepare_anchors<T: Real>(
 
 /// Packs `y` (already validated) into panels; `use_x_norms` selects which
 /// scale vector of the transform applies (the symmetric case reuses X's).
-pub fn prepare_panels<T: Real>(
+pub(crate) fn prepare_panels<T: Real>(
     y: &Matrix<T>,
     labels: &[u32],
     tf: &Transform,
@@ -505,17 +381,18 @@ pub fn prepare_panels<T: Real>(
     let mut norms = vec![T::INFINITY; np * nr];
     let center_t = tf.center_in::<T>();
     let max = pack_all(&mut data, &mut norms, nr, d, |p, panel, pn, scratch| {
-        pack_group(
-            y,
-            &tf.center,
-            &center_t,
+        let group = PackGroup {
+            m: y,
+            center: &tf.center,
+            center_t: &center_t,
             scales,
-            p * nr,
-            nr,
-            panel,
-            pn,
+            first: p * nr,
+            width: nr,
+            out: panel,
+            norms: pn,
             scratch,
-        )
+        };
+        dispatch(widest::SUPPORT, group)
     });
     // Padding columns keep norm +inf (never a candidate) and a label no row has.
     let plabels: Vec<u32> = (0..np * nr)
@@ -543,53 +420,4 @@ pub fn prepare_panels<T: Real>(
         d,
         nr,
     })
-}
-
-#[cfg(target_arch = "x86_64")]
-mod wide {
-    use std::arch::x86_64::*;
-
-    /// Lane `l` of the result: the sum of `v[8 c + l]^2` over the `n / 8`
-    /// chunks, in f64, multiply then add, as the portable loop does.
-    ///
-    /// # Safety
-    /// `v` holds `n` values, `n` a multiple of 8; the CPU has AVX2.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn lane_squares_f32(v: *const f32, n: usize) -> [f64; 8] {
-        let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
-        for c in (0..n).step_by(8) {
-            let x = _mm256_loadu_ps(v.add(c));
-            let a = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
-            let b = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(x));
-            lo = _mm256_add_pd(lo, _mm256_mul_pd(a, a));
-            hi = _mm256_add_pd(hi, _mm256_mul_pd(b, b));
-        }
-        let mut out = [0.0f64; 8];
-        _mm256_storeu_pd(out.as_mut_ptr(), lo);
-        _mm256_storeu_pd(out.as_mut_ptr().add(4), hi);
-        out
-    }
-
-    /// `dst[k * dst_stride + r] = src[r * src_stride + k]` for r, k in 0..4.
-    ///
-    /// # Safety
-    /// Both 4 x 4 blocks are in bounds.
-    #[inline(always)]
-    pub(super) unsafe fn transpose4_f32(
-        src: *const f32,
-        src_stride: usize,
-        dst: *mut f32,
-        dst_stride: usize,
-    ) {
-        let r0 = _mm_loadu_ps(src);
-        let r1 = _mm_loadu_ps(src.add(src_stride));
-        let r2 = _mm_loadu_ps(src.add(2 * src_stride));
-        let r3 = _mm_loadu_ps(src.add(3 * src_stride));
-        let (t0, t1) = (_mm_unpacklo_ps(r0, r1), _mm_unpacklo_ps(r2, r3));
-        let (t2, t3) = (_mm_unpackhi_ps(r0, r1), _mm_unpackhi_ps(r2, r3));
-        _mm_storeu_ps(dst, _mm_movelh_ps(t0, t1));
-        _mm_storeu_ps(dst.add(dst_stride), _mm_movehl_ps(t1, t0));
-        _mm_storeu_ps(dst.add(2 * dst_stride), _mm_movelh_ps(t2, t3));
-        _mm_storeu_ps(dst.add(3 * dst_stride), _mm_movehl_ps(t3, t2));
-    }
 }
