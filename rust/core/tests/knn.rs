@@ -223,9 +223,10 @@ fn integer_grid_ties_and_duplicates() {
 fn cosine_ties_from_power_of_two_multiples() {
     let mut rng = Rng(4);
     let d = 6;
-    // Rows are 2^e times one of 12 integer directions: equal unit vectors
-    // bit for bit, so cosine distances tie exactly.
-    let dirs: Vec<f64> = (0..12 * d).map(|_| 1.0 + rng.below(5) as f64).collect();
+    // Rows are 2^e times one of 12 random directions: equal unit vectors bit
+    // for bit, so cosine distances tie exactly (and only there: rounding
+    // could split a tie between distinct directions).
+    let dirs = rng.gaussian(12 * d, 0.0, 1.0);
     let x: Vec<f64> = (0..250)
         .flat_map(|i| {
             let scale = 2f64.powi(rng.below(7) as i32 - 3);
