@@ -19,14 +19,13 @@ pub(crate) const SCAN_SERIAL_LIMIT: usize = 1 << 19;
 /// shape, every value finite. It records its largest magnitude, which the
 /// power-of-two rescale needs, from the same scan.
 ///
-/// `rows` and `cols` are public for reading (the bindings use them); the
-/// data and the recorded magnitude are private, so a `Matrix` exists only
-/// through [`Matrix::new`].
+/// Every field is private (read through `rows()`, `cols()`, `data()`), so
+/// a `Matrix` exists only through [`Matrix::new`].
 #[derive(Debug, Clone, Copy)]
 pub struct Matrix<'a, T> {
     data: &'a [T],
-    pub rows: usize,
-    pub cols: usize,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
     max_abs: f64,
 }
 
@@ -57,6 +56,18 @@ impl<'a, T: Real> Matrix<'a, T> {
     #[inline(always)]
     pub fn row(&self, i: usize) -> &'a [T] {
         &self.data[i * self.cols..(i + 1) * self.cols]
+    }
+
+    /// The number of rows.
+    #[inline(always)]
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The number of columns (the dimension).
+    #[inline(always)]
+    pub fn cols(&self) -> usize {
+        self.cols
     }
 
     /// The values, row-major.

@@ -112,12 +112,12 @@ fn cdist<'py>(
         let ya = other::<F>(y)?;
         let xm = matrix(&xa, "X")?;
         let ym = ya.as_ref().map(|a| matrix(a, "Y")).transpose()?;
-        let m = ym.as_ref().map_or(xm.rows, |y| y.rows);
+        let m = ym.as_ref().map_or(xm.rows(), |y| y.rows());
         let out = py
             .detach(|| core::cdist(&xm, ym.as_ref(), metric))
             .map_err(core_error)?;
         PyArray1::from_vec(py, out)
-            .reshape([xm.rows, m])?
+            .reshape([xm.rows(), m])?
             .into_bound_py_any(py)
     })
 }
@@ -236,7 +236,7 @@ fn triplet_margin_loss<'py>(
             .detach(|| core::triplet_margin_loss::<F>(&xm, lab, metric, opts))
             .map_err(core_error)?;
         let grad = PyArray1::from_vec(py, out.grad)
-            .reshape([xm.rows, xm.cols])?
+            .reshape([xm.rows(), xm.cols()])?
             .into_any();
         let loss = match out.per_anchor {
             Some(v) => PyArray1::from_vec(py, v).into_any(),
@@ -398,10 +398,10 @@ fn knn<'py>(
             .map_err(core_error)?;
         Ok((
             PyArray1::from_vec(py, r.indices)
-                .reshape([xm.rows, k])?
+                .reshape([xm.rows(), k])?
                 .into_any(),
             PyArray1::from_vec(py, r.distances)
-                .reshape([xm.rows, k])?
+                .reshape([xm.rows(), k])?
                 .into_any(),
         ))
     })
