@@ -28,6 +28,8 @@ from .sampler import (
     representative_triplet_loss,
 )
 
+from . import triton as _triton  # noqa: F401  registers backend="triton" (imports no Triton)
+
 __all__ = [
     "BatchHardMiner",
     "CrossBatchMemory",

@@ -1,0 +1,126 @@
+"""Ahead-of-time compilation of every kernel for given CUDA architectures.
+
+``triton.compile`` with a ``GPUTarget`` needs no GPU: it lowers each kernel
+to PTX and assembles it with the ptxas shipped in the Triton wheel. The
+register count, spills and shared memory come from ``ptxas -v`` on the same
+PTX (Triton reads them from the driver, which needs a GPU). Run it with
+``TRITON_INTERPRET`` unset: the interpreter replaces the kernels.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+
+@dataclass
+class KernelReport:
+    name: str
+    arch: int
+    registers: int
+    spill_stores: int
+    spill_loads: int
+    shared_bytes: int
+
+    def line(self) -> str:
+        return (
+            f"sm_{self.arch}  {self.name:48s} registers {self.registers:3d}  "
+            f"spills {self.spill_stores}/{self.spill_loads} B (store/load)  "
+            f"shared {self.shared_bytes} B"
+        )
+
+
+def _variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
+    """(name, kernel, signature, constexprs) of every specialisation the backend launches."""
+    from . import _kernels as k
+
+    out = []
+    for dtype in ("fp32", "fp64"):
+        for cosine in (False, True):
+            for has_self in (True, False):
+                sig = {
+                    **{p: f"*{dtype}" for p in ("zx_ptr", "zr_ptr", "nx_ptr", "nr_ptr", "tol_ptr")},
+                    "lab_ptr": "*i64",
+                    "rlab_ptr": "*i64",
+                    "pos_ptr": "*i64",
+                    "neg_ptr": "*i64",
+                    "amb_ptr": "*i8",
+                    "n_rows": "i32",
+                    "n_cols": "i32",
+                    "dim": "i32",
+                    "stride_x": "i32",
+                    "stride_r": "i32",
+                    "self_offset": "i32",
+                }
+                consts = {
+                    "HAS_SELF": has_self,
+                    "COSINE": cosine,
+                    "BM": k.BLOCK_M,
+                    "BN": k.BLOCK_N,
+                    "BD": k.BLOCK_D,
+                }
+                for c in consts:
+                    sig[c] = "constexpr"
+                name = (
+                    f"hard_screen[{dtype},{'cosine' if cosine else 'sq'},"
+                    f"{'self' if has_self else 'ref'}]"
+                )
+                out.append((name, k.hard_screen_kernel, sig, consts))
+    return out
+
+
+def _sm(arch: int) -> str:
+    # Triton's PTX for sm_90 targets sm_90a (wgmma)
+    return f"sm_{arch}a" if arch >= 90 else f"sm_{arch}"
+
+
+def _ptxas_usage(ptx: str, arch: int) -> tuple[int, int, int, int]:
+    """(registers, spill store bytes, spill load bytes, static shared bytes) from ``ptxas -v``."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "k.ptx"
+        src.write_text(ptx)
+        res = subprocess.run(
+            [get_ptxas(arch).path, "-v", f"--gpu-name={_sm(arch)}", str(src), "-o", os.devnull],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    log = res.stderr + res.stdout
+    regs = re.search(r"Used (\d+) registers", log)
+    spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)
+    smem = re.search(r"(\d+) bytes smem", log)
+    if regs is None or spills is None:
+        raise RuntimeError(f"unexpected ptxas output:\n{log}")
+    return (
+        int(regs.group(1)),
+        int(spills.group(1)),
+        int(spills.group(2)),
+        int(smem.group(1)) if smem else 0,
+    )
+
+
+def compile_all(archs: list[int], only: str = "") -> list[KernelReport]:
+    """Compile every kernel variant for every architecture; raises on a failure."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    reports = []
+    for arch in archs:
+        target = GPUTarget("cuda", arch, 32)
+        for name, fn, sig, consts in _variants():
+            if only not in name:
+                continue
+            compiled = triton.compile(ASTSource(fn, sig, consts), target=target)
+            regs, st, ld, _ = _ptxas_usage(compiled.asm["ptx"], arch)
+            shared = int(compiled.metadata.shared)
+            reports.append(KernelReport(name, arch, regs, st, ld, shared))
+    return reports

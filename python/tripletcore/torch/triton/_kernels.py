@@ -1,0 +1,128 @@
+"""Triton kernels of the triton backend (imported only when Triton is).
+
+``hard_screen_kernel`` is the batch-hard screen: one program per block of
+query rows streams the reference rows in tiles, forms the tile's keys from
+the expansion (``tl.dot`` in IEEE FP32, or FP64 for float64 input) and keeps,
+per row, the running extreme key, its first index and the runner-up key, for
+the farthest positive and the nearest negative. Nothing of size N x N is
+written. A row is flagged when the runner-up lies within twice the key error
+bound of the extreme: only then can rounding change the choice, and the
+caller settles that row on exact float64 distances.
+
+TF32 is not used: its unit roundoff (2**-11) makes the bound at d = 128 about
+a quarter of the squared norms, which would flag nearly every row.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+# Tile sizes (tl.dot needs every dimension >= 16).
+BLOCK_M = 32
+BLOCK_N = 32
+BLOCK_D = 32
+
+
+@triton.jit
+def _tile_max(v, cols, big):
+    """Per row of ``v``: the largest value, its first column, and the runner-up
+    (the largest value at any other column)."""
+    best = tl.max(v, axis=1)
+    first = tl.min(tl.where(v == best[:, None], cols[None, :], big), axis=1)
+    second = tl.max(tl.where(cols[None, :] == first[:, None], -float("inf"), v), axis=1)
+    return best, first, second
+
+
+@triton.jit
+def _merge(best, idx, second, t_best, t_idx, t_second):
+    """Fold one tile's (best, first index, runner-up) into the running ones;
+    the earlier tile keeps a tie (lowest index)."""
+    second = tl.maximum(tl.maximum(second, t_second), tl.minimum(best, t_best))
+    idx = tl.where(t_best > best, t_idx, idx)
+    best = tl.maximum(best, t_best)
+    return best, idx, second
+
+
+@triton.jit
+def hard_screen_kernel(
+    zx_ptr,
+    zr_ptr,
+    nx_ptr,
+    nr_ptr,
+    tol_ptr,
+    lab_ptr,
+    rlab_ptr,
+    pos_ptr,
+    neg_ptr,
+    amb_ptr,
+    n_rows,
+    n_cols,
+    dim,
+    stride_x,
+    stride_r,
+    self_offset,
+    HAS_SELF: tl.constexpr,
+    COSINE: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    BD: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    rows = pid * BM + tl.arange(0, BM)
+    row_ok = rows < n_rows
+    rows64 = rows.to(tl.int64)
+    lab = tl.load(lab_ptr + rows, mask=row_ok, other=0)
+    nx = tl.load(nx_ptr + rows, mask=row_ok, other=0.0)
+    dk = tl.arange(0, BD)
+    inf = float("inf")
+    big = n_cols + BN
+    p_best = tl.full([BM], -inf, nx.dtype)
+    p_idx = tl.zeros([BM], tl.int32)
+    p_second = p_best
+    n_best = p_best
+    n_idx = p_idx
+    n_second = p_best
+    for c0 in range(0, n_cols, BN):
+        cols = c0 + tl.arange(0, BN)
+        col_ok = cols < n_cols
+        cols64 = cols.to(tl.int64)
+        acc = tl.zeros([BM, BN], nx.dtype)
+        for k0 in range(0, dim, BD):
+            kk = k0 + dk
+            k_ok = kk < dim
+            a = tl.load(
+                zx_ptr + rows64[:, None] * stride_x + kk[None, :],
+                mask=row_ok[:, None] & k_ok[None, :],
+                other=0.0,
+            )
+            b = tl.load(
+                zr_ptr + cols64[None, :] * stride_r + kk[:, None],
+                mask=col_ok[None, :] & k_ok[:, None],
+                other=0.0,
+            )
+            acc = tl.dot(a, b, acc, input_precision="ieee")
+        if COSINE:
+            keys = 1.0 - acc
+        else:
+            nr = tl.load(nr_ptr + cols, mask=col_ok, other=0.0)
+            keys = tl.maximum(nx[:, None] + nr[None, :] - 2.0 * acc, 0.0)
+        rlab = tl.load(rlab_ptr + cols, mask=col_ok, other=0)
+        same = lab[:, None] == rlab[None, :]
+        ok = row_ok[:, None] & col_ok[None, :]
+        pos = ok & same
+        if HAS_SELF:
+            pos = pos & (cols[None, :] != rows[:, None] + self_offset)
+        neg = ok & (lab[:, None] != rlab[None, :])
+        t_best, t_idx, t_second = _tile_max(tl.where(pos, keys, -inf), cols, big)
+        p_best, p_idx, p_second = _merge(p_best, p_idx, p_second, t_best, t_idx, t_second)
+        # the nearest negative is the largest negated key
+        t_best, t_idx, t_second = _tile_max(tl.where(neg, -keys, -inf), cols, big)
+        n_best, n_idx, n_second = _merge(n_best, n_idx, n_second, t_best, t_idx, t_second)
+    w = 2.0 * tl.load(tol_ptr + rows, mask=row_ok, other=0.0)
+    p_has = p_best > -inf
+    n_has = n_best > -inf
+    amb = (p_has & (p_second >= p_best - w)) | (n_has & (n_second >= n_best - w))
+    tl.store(pos_ptr + rows, tl.where(p_has, p_idx, -1).to(tl.int64), mask=row_ok)
+    tl.store(neg_ptr + rows, tl.where(n_has, n_idx, -1).to(tl.int64), mask=row_ok)
+    tl.store(amb_ptr + rows, amb.to(tl.int8), mask=row_ok)
