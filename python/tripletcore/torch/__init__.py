@@ -6,6 +6,7 @@ holds the N x N distance matrix. Semantics follow the NumPy API
 (docs/api.md); the user guide is docs/torch.md.
 """
 
+from . import triton as _triton  # noqa: F401  registers backend="triton" (imports no Triton)
 from ._loss import TripletMarginLoss, triplet_margin_loss
 from .decomposition import (
     DecomposedTripletLoss,
@@ -27,8 +28,6 @@ from .sampler import (
     RepresentativeTripletLoss,
     representative_triplet_loss,
 )
-
-from . import triton as _triton  # noqa: F401  registers backend="triton" (imports no Triton)
 
 __all__ = [
     "BatchHardMiner",

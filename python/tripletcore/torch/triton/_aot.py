@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 @dataclass
 class KernelReport:
     name: str
@@ -75,20 +74,28 @@ def _variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
     return out
 
 
-def _sm(arch: int) -> str:
-    # Triton's PTX for sm_90 targets sm_90a (wgmma)
-    return f"sm_{arch}a" if arch >= 90 else f"sm_{arch}"
+def _sm(ptx: str, arch: int) -> str:
+    """The PTX's own ``.target`` (Triton's sm_90 PTX targets sm_90a)."""
+    found = re.search(r"^\s*\.target\s+(sm_\w+)", ptx, re.MULTILINE)
+    return found.group(1) if found else f"sm_{arch}"
 
 
 def _ptxas_usage(ptx: str, arch: int) -> tuple[int, int, int, int]:
     """(registers, spill store bytes, spill load bytes, static shared bytes) from ``ptxas -v``."""
-    from triton.backends.nvidia.compiler import get_ptxas
+    from triton.backends.nvidia.compiler import get_ptxas  # type: ignore[import-untyped]
 
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "k.ptx"
         src.write_text(ptx)
         res = subprocess.run(
-            [get_ptxas(arch).path, "-v", f"--gpu-name={_sm(arch)}", str(src), "-o", os.devnull],
+            [
+                get_ptxas(arch).path,
+                "-v",
+                f"--gpu-name={_sm(ptx, arch)}",
+                str(src),
+                "-o",
+                os.devnull,
+            ],
             capture_output=True,
             text=True,
             check=True,
@@ -109,9 +116,9 @@ def _ptxas_usage(ptx: str, arch: int) -> tuple[int, int, int, int]:
 
 def compile_all(archs: list[int], only: str = "") -> list[KernelReport]:
     """Compile every kernel variant for every architecture; raises on a failure."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
+    import triton  # type: ignore[import-untyped]
+    from triton.backends.compiler import GPUTarget  # type: ignore[import-untyped]
+    from triton.compiler import ASTSource  # type: ignore[import-untyped]
 
     reports = []
     for arch in archs:

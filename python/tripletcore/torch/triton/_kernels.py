@@ -1,3 +1,5 @@
+# mypy: ignore-errors
+# (Triton ships no type information, and kernel parameters are typed by @triton.jit)
 """Triton kernels of the triton backend (imported only when Triton is).
 
 ``hard_screen_kernel`` is the batch-hard screen: one program per block of
