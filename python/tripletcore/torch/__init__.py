@@ -6,7 +6,6 @@ holds the N x N distance matrix. Semantics follow the NumPy API
 (docs/api.md); the user guide is docs/torch.md.
 """
 
-from . import triton as _triton  # noqa: F401  registers backend="triton" (imports no Triton)
 from ._loss import TripletMarginLoss, triplet_margin_loss
 from .decomposition import (
     DecomposedTripletLoss,
