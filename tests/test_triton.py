@@ -245,3 +245,18 @@ def test_aot_compile_sm80_sm90() -> None:
         env=env,
     )
     assert bad.returncode != 0
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_batch_hard_loss_float32_far_points(metric: str) -> None:
+    """float32 far from the origin: the screen cancels, the settle and the
+    difference-based loss do not."""
+    x, labels = _data("far", torch.float32, n=40)
+    out = {}
+    for backend in ("triton", "rust"):
+        xs = x.clone().requires_grad_(True)
+        loss = triplet_margin_loss(xs, labels, margin=0.5, metric=metric, backend=backend)
+        loss.backward()
+        out[backend] = (loss.detach(), xs.grad)
+    torch.testing.assert_close(out["triton"][0], out["rust"][0])
+    torch.testing.assert_close(out["triton"][1], out["rust"][1])

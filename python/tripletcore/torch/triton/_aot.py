@@ -71,6 +71,39 @@ def _variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
                     f"{'self' if has_self else 'ref'}]"
                 )
                 out.append((name, k.hard_screen_kernel, sig, consts))
+    out += _loss_variants()
+    return out
+
+
+def _loss_variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
+    from . import _kernels as k
+    from ._loss import BLOCK_D, BLOCK_T
+
+    out = []
+    ints = {"n_rows": "i32", "dim": "i32", "stride": "i32"}
+    for dtype in ("fp32", "fp64"):
+        for mname, metric in (
+            ("euc", k.EUCLIDEAN),
+            ("sqeuc", k.SQEUCLIDEAN),
+            ("cos", k.COSINE_UNIT),
+        ):
+            f = f"*{dtype}"
+            fwd_sig = {
+                "z_ptr": f, "pos_ptr": "*i64", "neg_ptr": "*i64", "loss_ptr": f,
+                "slope_ptr": f, "dap_ptr": f, "dan_ptr": f, **ints, "margin_ptr": f,
+                "METRIC": "constexpr", "SOFT": "constexpr", "BT": "constexpr", "BD": "constexpr",
+            }  # fmt: skip
+            for soft in (False, True):
+                consts = {"METRIC": metric, "SOFT": soft, "BT": BLOCK_T, "BD": BLOCK_D}
+                name = f"hard_loss_fwd[{dtype},{mname},{'soft' if soft else 'hinge'}]"
+                out.append((name, k.hard_loss_fwd_kernel, fwd_sig, consts))
+            bwd_sig = {
+                "z_ptr": f, "pos_ptr": "*i64", "neg_ptr": "*i64", "slope_ptr": f,
+                "dap_ptr": f, "dan_ptr": f, "gout_ptr": f, "gz_ptr": f, **ints,
+                "METRIC": "constexpr", "BT": "constexpr", "BD": "constexpr",
+            }  # fmt: skip
+            consts = {"METRIC": metric, "BT": BLOCK_T, "BD": BLOCK_D}
+            out.append((f"hard_loss_bwd[{dtype},{mname}]", k.hard_loss_bwd_kernel, bwd_sig, consts))
     return out
 
 

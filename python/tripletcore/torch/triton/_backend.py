@@ -23,7 +23,6 @@ from ..._errors import InputError
 from .._checks import compute_dtype
 from .._tiled import mine_semi_hard as tiled_semi_hard
 from .._tiled_backend import tiled_loss
-from .._triplets import hard_triplets, triplet_loss
 
 
 def triton_available() -> bool:
@@ -122,11 +121,12 @@ class TritonBackend:
             return tiled_loss(
                 x, labels, margin, mining, metric, soft, reduction, fallback, chunk_size
             )
+        from ._loss import hard_loss
+
         x = x.to(compute_dtype(x.dtype))
         with torch.no_grad():
             pos, neg = self.mine_batch_hard(x.detach(), labels, metric)
-            a, p, q = hard_triplets(pos, neg)
-        return triplet_loss(x, None, a, p, q, margin, metric, soft, reduction)
+        return hard_loss(x, pos, neg, margin, metric, soft, reduction)
 
 
 TRITON_BACKEND = TritonBackend()

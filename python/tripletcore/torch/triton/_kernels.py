@@ -128,3 +128,131 @@ def hard_screen_kernel(
     tl.store(pos_ptr + rows, tl.where(p_has, p_idx, -1).to(tl.int64), mask=row_ok)
     tl.store(neg_ptr + rows, tl.where(n_has, n_idx, -1).to(tl.int64), mask=row_ok)
     tl.store(amb_ptr + rows, amb.to(tl.int8), mask=row_ok)
+
+
+# Metric codes of the loss kernels.
+EUCLIDEAN = 0
+SQEUCLIDEAN = 1
+COSINE_UNIT = 2  # rows already divided by their norms
+
+
+@triton.jit
+def _pair_sq(z_ptr, a, b, ok, dim, stride, BT: tl.constexpr, BD: tl.constexpr):
+    """Per lane, the squared distance of rows ``a`` and ``b`` from coordinate differences."""
+    dk = tl.arange(0, BD)
+    acc = tl.zeros([BT, BD], z_ptr.dtype.element_ty)
+    for k0 in range(0, dim, BD):
+        kk = k0 + dk
+        m = ok[:, None] & (kk < dim)[None, :]
+        u = tl.load(z_ptr + a[:, None] * stride + kk[None, :], mask=m, other=0.0)
+        v = tl.load(z_ptr + b[:, None] * stride + kk[None, :], mask=m, other=0.0)
+        diff = u - v
+        acc += diff * diff
+    return tl.sum(acc, axis=1)
+
+
+@triton.jit
+def _distance(sq, METRIC: tl.constexpr):
+    if METRIC == 0:
+        return tl.sqrt(sq)
+    elif METRIC == 1:
+        return sq
+    else:
+        return 0.5 * sq
+
+
+@triton.jit
+def hard_loss_fwd_kernel(
+    z_ptr,
+    pos_ptr,
+    neg_ptr,
+    loss_ptr,
+    slope_ptr,
+    dap_ptr,
+    dan_ptr,
+    n_rows,
+    dim,
+    stride,
+    margin_ptr,
+    METRIC: tl.constexpr,
+    SOFT: tl.constexpr,
+    BT: tl.constexpr,
+    BD: tl.constexpr,
+):
+    """Per anchor with a positive and a negative: the hinge (or soft-margin) loss
+    of (anchor, positive, negative) and its slope in ``d_ap - d_an``; 0 elsewhere."""
+    a = tl.program_id(0) * BT + tl.arange(0, BT)
+    row_ok = a < n_rows
+    p = tl.load(pos_ptr + a, mask=row_ok, other=-1)
+    q = tl.load(neg_ptr + a, mask=row_ok, other=-1)
+    ok = row_ok & (p >= 0) & (q >= 0)
+    a64 = a.to(tl.int64)
+    d_ap = _distance(_pair_sq(z_ptr, a64, p, ok, dim, stride, BT, BD), METRIC)
+    d_an = _distance(_pair_sq(z_ptr, a64, q, ok, dim, stride, BT, BD), METRIC)
+    v = d_ap - d_an
+    if SOFT:
+        # log(1 + exp(v)) without overflow; its slope is the logistic function
+        loss = tl.maximum(v, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(v)))
+        slope = 1.0 / (1.0 + tl.exp(-v))
+    else:
+        h = v + tl.load(margin_ptr)  # a tensor of z's dtype: a float argument would be fp32
+        loss = tl.maximum(h, 0.0)
+        slope = tl.where(h > 0.0, 1.0, 0.0)
+    zero = tl.zeros_like(loss)
+    tl.store(loss_ptr + a, tl.where(ok, loss, zero), mask=row_ok)
+    tl.store(slope_ptr + a, tl.where(ok, slope, zero), mask=row_ok)
+    tl.store(dap_ptr + a, d_ap, mask=row_ok)
+    tl.store(dan_ptr + a, d_an, mask=row_ok)
+
+
+@triton.jit
+def _pair_scale(d, METRIC: tl.constexpr):
+    """The factor f with d(distance)/d(anchor) = f * (anchor - other)."""
+    if METRIC == 0:
+        return tl.where(d > 0.0, 1.0 / tl.where(d > 0.0, d, 1.0), 0.0)
+    elif METRIC == 1:
+        return tl.full(d.shape, 2.0, d.dtype)
+    else:
+        return tl.full(d.shape, 1.0, d.dtype)
+
+
+@triton.jit
+def hard_loss_bwd_kernel(
+    z_ptr,
+    pos_ptr,
+    neg_ptr,
+    slope_ptr,
+    dap_ptr,
+    dan_ptr,
+    gout_ptr,
+    gz_ptr,
+    n_rows,
+    dim,
+    stride,
+    METRIC: tl.constexpr,
+    BT: tl.constexpr,
+    BD: tl.constexpr,
+):
+    """Scatter each anchor's triplet gradient onto its anchor, positive and negative rows."""
+    a = tl.program_id(0) * BT + tl.arange(0, BT)
+    row_ok = a < n_rows
+    p = tl.load(pos_ptr + a, mask=row_ok, other=-1)
+    q = tl.load(neg_ptr + a, mask=row_ok, other=-1)
+    ok = row_ok & (p >= 0) & (q >= 0)
+    w = tl.load(slope_ptr + a, mask=ok, other=0.0) * tl.load(gout_ptr + a, mask=ok, other=0.0)
+    ok = ok & (w != 0.0)
+    fp = w * _pair_scale(tl.load(dap_ptr + a, mask=ok, other=0.0), METRIC)
+    fn = w * _pair_scale(tl.load(dan_ptr + a, mask=ok, other=0.0), METRIC)
+    a64 = a.to(tl.int64)
+    dk = tl.arange(0, BD)
+    for k0 in range(0, dim, BD):
+        kk = k0 + dk
+        m = ok[:, None] & (kk < dim)[None, :]
+        za = tl.load(z_ptr + a64[:, None] * stride + kk[None, :], mask=m, other=0.0)
+        zp = tl.load(z_ptr + p[:, None] * stride + kk[None, :], mask=m, other=0.0)
+        zq = tl.load(z_ptr + q[:, None] * stride + kk[None, :], mask=m, other=0.0)
+        gp = fp[:, None] * (za - zp)  # d(loss)/d(anchor) through d_ap
+        gn = fn[:, None] * (za - zq)  # and through d_an (with the minus sign below)
+        tl.atomic_add(gz_ptr + a64[:, None] * stride + kk[None, :], gp - gn, mask=m)
+        tl.atomic_add(gz_ptr + p[:, None] * stride + kk[None, :], -gp, mask=m)
+        tl.atomic_add(gz_ptr + q[:, None] * stride + kk[None, :], gn, mask=m)

@@ -81,4 +81,4 @@ def mine_batch_hard(
         keys = space.keys(rows, _EXACT)
         settled, _ = _hard_choose(same, self_cols, keys, None, None)
         out[rows, :2] = settled
-    return out[:, 0], out[:, 1]
+    return out[:, 0].contiguous(), out[:, 1].contiguous()
