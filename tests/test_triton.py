@@ -106,10 +106,10 @@ def test_screen_flags_and_settles_ties() -> None:
     from tripletcore.torch.triton._mining import _screen
 
     x, labels = _data("grid", torch.float32)
-    flags = _screen(_Space(x, None, "euclidean"), labels, labels, 0)[:, 2]
+    flags = _screen(_Space(x, None, "euclidean"), labels, labels, 0)[2]
     assert int(flags.sum()) > 0  # the settle path is exercised
     x, labels = _data("random", torch.float64)
-    flags = _screen(_Space(x, None, "euclidean"), labels, labels, 0)[:, 2]
+    flags = _screen(_Space(x, None, "euclidean"), labels, labels, 0)[2]
     assert int(flags.sum()) < x.shape[0]  # and the screen alone decides some rows
 
 
@@ -215,8 +215,9 @@ def test_device_errors_say_what_to_use(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_aot_compile_sm80_sm90() -> None:
-    """One kernel variant through ``python -m tripletcore.torch.triton --compile 80,90``
-    (the CLI compiles all 16 without ``--only``)."""
+    """Three kernel variants (screen, exact settle without FMA, loss backward) through
+    ``python -m tripletcore.torch.triton --compile 80,90``; the CLI compiles all 30
+    without ``--only``."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_DEFAULT_FP_FUSION"] = "1"
     res = subprocess.run(
@@ -227,7 +228,7 @@ def test_aot_compile_sm80_sm90() -> None:
             "--compile",
             "80,90",
             "--only",
-            "fp32,sq,self",
+            "hard_screen[fp32,sq,self]|hard_settle[fp32,self]|hard_loss_bwd[fp32,euc]",
         ],
         capture_output=True,
         text=True,
@@ -236,7 +237,7 @@ def test_aot_compile_sm80_sm90() -> None:
     )
     assert res.returncode == 0, res.stderr
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("sm_")]
-    assert [ln.split()[0] for ln in lines] == ["sm_80", "sm_90"]
+    assert [ln.split()[0] for ln in lines] == ["sm_80"] * 3 + ["sm_90"] * 3
     assert all("registers" in ln and "shared" in ln for ln in lines)
     bad = subprocess.run(
         [sys.executable, "-m", "tripletcore.torch.triton", "--compile", "eighty"],

@@ -16,7 +16,10 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated CUDA compute capabilities, e.g. 80,90",
     )
     parser.add_argument(
-        "--only", metavar="TEXT", default="", help="compile only the variants whose name has TEXT"
+        "--only",
+        metavar="TEXT",
+        default="",
+        help="compile only the variants whose name has TEXT (alternatives split by |)",
     )
     args = parser.parse_args(argv)
     try:

@@ -72,6 +72,26 @@ def _variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
                 )
                 out.append((name, k.hard_screen_kernel, sig, consts))
     out += _loss_variants()
+    out += _settle_variants()
+    return out
+
+
+def _settle_variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
+    from . import _kernels as k
+
+    out = []
+    for dtype in ("fp32", "fp64"):
+        for has_self in (True, False):
+            sig = {
+                "x_ptr": f"*{dtype}", "r_ptr": f"*{dtype}", "lab_ptr": "*i64",
+                "rlab_ptr": "*i64", "flag_ptr": "*i8", "pos_ptr": "*i64", "neg_ptr": "*i64",
+                "n_cols": "i32", "dim": "i32", "stride_x": "i32", "stride_r": "i32",
+                "self_offset": "i32",
+                "HAS_SELF": "constexpr", "BN": "constexpr", "LN": "constexpr",
+            }  # fmt: skip
+            consts = {"HAS_SELF": has_self, "BN": k.SETTLE_BLOCK_N, "LN": k.LANES}
+            name = f"hard_settle[{dtype},{'self' if has_self else 'ref'}]"
+            out.append((name, k.hard_settle_kernel, sig, consts))
     return out
 
 
@@ -157,9 +177,13 @@ def compile_all(archs: list[int], only: str = "") -> list[KernelReport]:
     for arch in archs:
         target = GPUTarget("cuda", arch, 32)
         for name, fn, sig, consts in _variants():
-            if only not in name:
+            if not any(part in name for part in only.split("|")):
                 continue
-            compiled = triton.compile(ASTSource(fn, sig, consts), target=target)
+            # the settle must not contract mul + add (the Rust sums round both)
+            options = {"enable_fp_fusion": not name.startswith("hard_settle")}
+            compiled = triton.compile(ASTSource(fn, sig, consts), target=target, options=options)
+            if not options["enable_fp_fusion"] and "fma.rn.f64" in compiled.asm["ptx"]:
+                raise RuntimeError(f"{name}: FMA in the exact sums (sm_{arch})")
             regs, st, ld, _ = _ptxas_usage(compiled.asm["ptx"], arch)
             shared = int(compiled.metadata.shared)
             reports.append(KernelReport(name, arch, regs, st, ld, shared))

@@ -256,3 +256,92 @@ def hard_loss_bwd_kernel(
         tl.atomic_add(gz_ptr + a64[:, None] * stride + kk[None, :], gp - gn, mask=m)
         tl.atomic_add(gz_ptr + p[:, None] * stride + kk[None, :], -gp, mask=m)
         tl.atomic_add(gz_ptr + q[:, None] * stride + kk[None, :], gn, mask=m)
+
+
+# Partial sums of an exact squared distance, as in the Rust kernels (exact.rs).
+LANES = 16
+SETTLE_BLOCK_N = 32
+
+
+@triton.jit
+def _lane_tree(acc, BN: tl.constexpr, HALF: tl.constexpr):
+    """``acc[:, :HALF] + acc[:, HALF:2*HALF]`` (lane l with lane l + HALF)."""
+    pairs = tl.permute(tl.reshape(acc, (BN, 2, HALF)), (0, 2, 1))
+    lo, hi = tl.split(pairs)
+    return lo + hi
+
+
+@triton.jit
+def hard_settle_kernel(
+    x_ptr,
+    r_ptr,
+    lab_ptr,
+    rlab_ptr,
+    flag_ptr,
+    pos_ptr,
+    neg_ptr,
+    n_cols,
+    dim,
+    stride_x,
+    stride_r,
+    self_offset,
+    HAS_SELF: tl.constexpr,
+    BN: tl.constexpr,
+    LN: tl.constexpr,
+):
+    """The exact choice of one flagged query row (the others do no work).
+
+    Keys are float64 squared distances from coordinate differences summed as
+    the Rust kernels do: term k into partial sum k % 16, the chunks in order,
+    then the partial sums pairwise. Launched without FMA contraction, so each
+    partial sum rounds the product and the add separately, as there. The
+    extremes are taken on these keys, ties to the lowest index.
+    """
+    i = tl.program_id(0)
+    flagged = tl.load(flag_ptr + i) != 0
+    n_iter = tl.where(flagged, n_cols, 0)
+    lab = tl.load(lab_ptr + i)
+    inf = float("inf")
+    lanes = tl.arange(0, LN)
+    big = tl.full([BN], n_cols + BN, tl.int64)
+    p_best = tl.max(tl.full([BN], -inf, tl.float64), axis=0)
+    n_best = tl.min(tl.full([BN], inf, tl.float64), axis=0)
+    p_idx = tl.min(tl.full([BN], -1, tl.int64), axis=0)
+    n_idx = p_idx
+    row = x_ptr + i.to(tl.int64) * stride_x
+    for c0 in range(0, n_iter, BN):
+        cols = (c0 + tl.arange(0, BN)).to(tl.int64)
+        col_ok = cols < n_cols
+        acc = tl.zeros([BN, LN], tl.float64)
+        for k0 in range(0, dim, LN):
+            kk = k0 + lanes
+            k_ok = kk < dim
+            u = tl.load(row + kk, mask=k_ok, other=0.0).to(tl.float64)
+            v = tl.load(
+                r_ptr + cols[:, None] * stride_r + kk[None, :],
+                mask=col_ok[:, None] & k_ok[None, :],
+                other=0.0,
+            ).to(tl.float64)
+            t = u[None, :] - v
+            acc += t * t
+        acc = _lane_tree(acc, BN, LN // 2)
+        acc = _lane_tree(acc, BN, LN // 4)
+        acc = _lane_tree(acc, BN, LN // 8)
+        sq = tl.reshape(_lane_tree(acc, BN, LN // 16), (BN,))
+        rlab = tl.load(rlab_ptr + cols, mask=col_ok, other=0)
+        pos = col_ok & (rlab == lab)
+        if HAS_SELF:
+            pos = pos & (cols != i + self_offset)
+        neg = col_ok & (rlab != lab)
+        pk = tl.where(pos, sq, -inf)
+        t_best = tl.max(pk, axis=0)
+        t_idx = tl.min(tl.where(pos & (pk == t_best), cols, big), axis=0)
+        p_idx = tl.where(t_best > p_best, t_idx, p_idx)
+        p_best = tl.maximum(p_best, t_best)
+        nk = tl.where(neg, sq, inf)
+        t_best = tl.min(nk, axis=0)
+        t_idx = tl.min(tl.where(neg & (nk == t_best), cols, big), axis=0)
+        n_idx = tl.where(t_best < n_best, t_idx, n_idx)
+        n_best = tl.minimum(n_best, t_best)
+    tl.store(pos_ptr + i, p_idx, mask=flagged)
+    tl.store(neg_ptr + i, n_idx, mask=flagged)
