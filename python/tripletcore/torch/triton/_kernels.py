@@ -260,7 +260,7 @@ def hard_loss_bwd_kernel(
 
 # Partial sums of an exact squared distance, as in the Rust kernels (exact.rs).
 LANES = 16
-SETTLE_BLOCK_N = 32
+SETTLE_BLOCK_N = 64
 
 
 @triton.jit
