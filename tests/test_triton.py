@@ -243,6 +243,7 @@ def test_aot_compile_sm80_sm90() -> None:
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("sm_")]
     assert [ln.split()[0] for ln in lines] == ["sm_80"] * 3 + ["sm_90"] * 3
     assert all("registers" in ln and "shared" in ln for ln in lines)
+    assert all("spills 0/0 B" in ln for ln in lines), res.stdout  # spills are a defect
     bad = subprocess.run(
         [sys.executable, "-m", "tripletcore.torch.triton", "--compile", "eighty"],
         capture_output=True,

@@ -23,7 +23,7 @@ import triton.language as tl
 # Tile sizes (tl.dot needs every dimension >= 16).
 BLOCK_M = 32
 BLOCK_N = 32
-BLOCK_D = 32
+BLOCK_D = 16
 
 
 @triton.jit
