@@ -266,3 +266,19 @@ def test_batch_hard_loss_float32_far_points(metric: str) -> None:
         out[backend] = (loss.detach(), xs.grad)
     torch.testing.assert_close(out["triton"][0], out["rust"][0])
     torch.testing.assert_close(out["triton"][1], out["rust"][1])
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize(("n", "d"), [(1, 3), (2, 1), (40, 37)])
+def test_batch_hard_shapes_equal_rust(metric: str, n: int, d: int) -> None:
+    """One row, one feature, and d = 37 (the exact sums span three 16-lane chunks)."""
+    from tripletcore.torch._backend import resolve_backend
+
+    x, labels = _data("far", torch.float32, n=max(n, 8), d=d)
+    x, labels = x[:n], labels[:n]
+    tri = resolve_backend("triton", x.device)
+    rust = resolve_backend("rust", x.device)
+    for a, b in zip(
+        tri.mine_batch_hard(x, labels, metric), rust.mine_batch_hard(x, labels, metric), strict=True
+    ):
+        assert torch.equal(a, b)
