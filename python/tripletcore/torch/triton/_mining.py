@@ -24,7 +24,7 @@ def _screen(
     """Screened positive and negative (int64) and the flag (int8) of rows to settle."""
     zx, nx, zr, nr = space.zx, space.nx, space.zr, space.nr
     n, m = space.rows, space.cols
-    tol = space.tol(slice(0, n), space.start)
+    tol = _tolerance(space)
     zx, zr = zx.contiguous(), zr.contiguous()
     pos = torch.empty(n, dtype=torch.int64, device=zx.device)
     neg = torch.empty_like(pos)
@@ -38,6 +38,15 @@ def _screen(
         BM=k.BLOCK_M, BN=k.BLOCK_N, BD=k.BLOCK_D,
     )  # fmt: skip
     return pos, neg, flag
+
+
+def _tolerance(space: _Space) -> Tensor:
+    """``space.tol`` of every row at the first level, kept on the device
+    (``_Space.tol`` reads the largest reference norm back to the host)."""
+    c = space._c * space._units[space.start]
+    if space.metric == "cosine":
+        return torch.full_like(space.nx, 2.0 * c)
+    return c * (space.nx + space.nr.max())
 
 
 def _settle(
