@@ -26,7 +26,9 @@ Thread pools: on a small machine, torch's idle OpenMP threads spin for a
 while after each torch op and compete with the Rust kernels' threads for the
 cores; ``OMP_WAIT_POLICY=passive`` makes them sleep instead (report both).
 
-``--device cuda`` times the GPU path at N = 8,192 and 65,536 and reports
+``--device cuda`` times the GPU path at N = 256, 1,024, 8,192, 65,536 and
+262,144 (auto, backend='triton' when Triton is importable, backend='torch'
+tiled, and the peers where they fit) and reports
 each implementation's peak GPU memory (``torch.cuda.max_memory_allocated``
 above what was allocated before the step).
 
@@ -150,7 +152,9 @@ def run(args: argparse.Namespace) -> str:
     if cuda and not torch.cuda.is_available():
         sys.exit("--device cuda: no CUDA device available")
     sizes = args.sizes or (
-        [256, 1024] if args.quick else ([8192, 65536] if cuda else [256, 1024, 8192])
+        [256, 1024]
+        if args.quick
+        else ([256, 1024, 8192, 65536, 262144] if cuda else [256, 1024, 8192])
     )
     repeats = args.repeats or (3 if args.quick else 7)
     free = torch.cuda.mem_get_info()[0] if cuda else _available_memory()
@@ -179,6 +183,8 @@ def run(args: argparse.Namespace) -> str:
         impls: dict[str, Step] = {"tc": tc_step("auto")}
         if args.tiled_cpu and not cuda:
             impls["tc_tiled"] = tc_step("torch")
+        if cuda:
+            impls.update(_cuda_backends())
         skipped = []
         for name in ("torch", "pml"):
             if name in args.skip:
@@ -216,9 +222,23 @@ def run(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cuda_backends() -> dict[str, Step]:
+    """The Triton backend (registered here if the package does not yet) and the tiled one."""
+    from tripletcore.torch import _backend
+    from tripletcore.torch.triton import register, triton_available
+
+    out = {"tc_tiled": tc_step("torch")}
+    if triton_available():
+        if "triton" not in _backend.backend_choices():
+            register()
+        out["tc_triton"] = tc_step("triton")
+    return out
+
+
 LABELS = {
     "tc": "tripletcore.torch (auto backend)",
     "tc_tiled": "tripletcore.torch (backend='torch')",
+    "tc_triton": "tripletcore.torch (backend='triton')",
     "torch": "torch cdist + masked amax/amin",
     "pml": "PML BatchHardMiner + TripletMarginLoss",
 }

@@ -1,0 +1,190 @@
+"""Ahead-of-time compilation of every kernel for given CUDA architectures.
+
+``triton.compile`` with a ``GPUTarget`` needs no GPU: it lowers each kernel
+to PTX and assembles it with the ptxas shipped in the Triton wheel. The
+register count, spills and shared memory come from ``ptxas -v`` on the same
+PTX (Triton reads them from the driver, which needs a GPU). Run it with
+``TRITON_INTERPRET`` unset: the interpreter replaces the kernels.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class KernelReport:
+    name: str
+    arch: int
+    registers: int
+    spill_stores: int
+    spill_loads: int
+    shared_bytes: int
+
+    def line(self) -> str:
+        return (
+            f"sm_{self.arch}  {self.name:48s} registers {self.registers:3d}  "
+            f"spills {self.spill_stores}/{self.spill_loads} B (store/load)  "
+            f"shared {self.shared_bytes} B"
+        )
+
+
+def _variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
+    """(name, kernel, signature, constexprs) of every specialisation the backend launches."""
+    from . import _kernels as k
+
+    out = []
+    for dtype in ("fp32", "fp64"):
+        for cosine in (False, True):
+            for has_self in (True, False):
+                sig = {
+                    **{p: f"*{dtype}" for p in ("zx_ptr", "zr_ptr", "nx_ptr", "nr_ptr", "tol_ptr")},
+                    "lab_ptr": "*i64",
+                    "rlab_ptr": "*i64",
+                    "pos_ptr": "*i64",
+                    "neg_ptr": "*i64",
+                    "amb_ptr": "*i8",
+                    "n_rows": "i32",
+                    "n_cols": "i32",
+                    "dim": "i32",
+                    "stride_x": "i32",
+                    "stride_r": "i32",
+                    "self_offset": "i32",
+                }
+                consts = {
+                    "HAS_SELF": has_self,
+                    "COSINE": cosine,
+                    "BM": k.BLOCK_M,
+                    "BN": k.BLOCK_N,
+                    "BD": k.BLOCK_D,
+                }
+                for c in consts:
+                    sig[c] = "constexpr"
+                name = (
+                    f"hard_screen[{dtype},{'cosine' if cosine else 'sq'},"
+                    f"{'self' if has_self else 'ref'}]"
+                )
+                out.append((name, k.hard_screen_kernel, sig, consts))
+    out += _loss_variants()
+    out += _settle_variants()
+    return out
+
+
+def _settle_variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
+    from . import _kernels as k
+
+    out = []
+    for dtype in ("fp32", "fp64"):
+        for has_self in (True, False):
+            sig = {
+                "x_ptr": f"*{dtype}", "r_ptr": f"*{dtype}", "lab_ptr": "*i64",
+                "rlab_ptr": "*i64", "flag_ptr": "*i8", "pos_ptr": "*i64", "neg_ptr": "*i64",
+                "n_cols": "i32", "dim": "i32", "stride_x": "i32", "stride_r": "i32",
+                "self_offset": "i32",
+                "HAS_SELF": "constexpr", "BN": "constexpr", "LN": "constexpr",
+            }  # fmt: skip
+            consts = {"HAS_SELF": has_self, "BN": k.SETTLE_BLOCK_N, "LN": k.LANES}
+            name = f"hard_settle[{dtype},{'self' if has_self else 'ref'}]"
+            out.append((name, k.hard_settle_kernel, sig, consts))
+    return out
+
+
+def _loss_variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
+    from . import _kernels as k
+    from ._loss import BLOCK_D, BLOCK_T
+
+    out = []
+    ints = {"n_rows": "i32", "dim": "i32", "stride": "i32"}
+    for dtype in ("fp32", "fp64"):
+        for mname, metric in (
+            ("euc", k.EUCLIDEAN),
+            ("sqeuc", k.SQEUCLIDEAN),
+            ("cos", k.COSINE_UNIT),
+        ):
+            f = f"*{dtype}"
+            fwd_sig = {
+                "z_ptr": f, "pos_ptr": "*i64", "neg_ptr": "*i64", "loss_ptr": f,
+                "slope_ptr": f, "dap_ptr": f, "dan_ptr": f, **ints, "margin_ptr": f,
+                "METRIC": "constexpr", "SOFT": "constexpr", "BT": "constexpr", "BD": "constexpr",
+            }  # fmt: skip
+            for soft in (False, True):
+                consts = {"METRIC": metric, "SOFT": soft, "BT": BLOCK_T, "BD": BLOCK_D}
+                name = f"hard_loss_fwd[{dtype},{mname},{'soft' if soft else 'hinge'}]"
+                out.append((name, k.hard_loss_fwd_kernel, fwd_sig, consts))
+            bwd_sig = {
+                "z_ptr": f, "pos_ptr": "*i64", "neg_ptr": "*i64", "slope_ptr": f,
+                "dap_ptr": f, "dan_ptr": f, "gout_ptr": f, "gz_ptr": f, **ints,
+                "METRIC": "constexpr", "BT": "constexpr", "BD": "constexpr",
+            }  # fmt: skip
+            consts = {"METRIC": metric, "BT": BLOCK_T, "BD": BLOCK_D}
+            out.append((f"hard_loss_bwd[{dtype},{mname}]", k.hard_loss_bwd_kernel, bwd_sig, consts))
+    return out
+
+
+def _sm(ptx: str, arch: int) -> str:
+    """The PTX's own ``.target`` (Triton's sm_90 PTX targets sm_90a)."""
+    found = re.search(r"^\s*\.target\s+(sm_\w+)", ptx, re.MULTILINE)
+    return found.group(1) if found else f"sm_{arch}"
+
+
+def _ptxas_usage(ptx: str, arch: int) -> tuple[int, int, int, int]:
+    """(registers, spill store bytes, spill load bytes, static shared bytes) from ``ptxas -v``."""
+    from triton.backends.nvidia.compiler import get_ptxas  # type: ignore[import-untyped]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "k.ptx"
+        src.write_text(ptx)
+        res = subprocess.run(
+            [
+                get_ptxas(arch).path,
+                "-v",
+                f"--gpu-name={_sm(ptx, arch)}",
+                str(src),
+                "-o",
+                os.devnull,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    log = res.stderr + res.stdout
+    regs = re.search(r"Used (\d+) registers", log)
+    spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)
+    smem = re.search(r"(\d+) bytes smem", log)
+    if regs is None or spills is None:
+        raise RuntimeError(f"unexpected ptxas output:\n{log}")
+    return (
+        int(regs.group(1)),
+        int(spills.group(1)),
+        int(spills.group(2)),
+        int(smem.group(1)) if smem else 0,
+    )
+
+
+def compile_all(archs: list[int], only: str = "") -> list[KernelReport]:
+    """Compile every kernel variant for every architecture; raises on a failure."""
+    import triton  # type: ignore[import-untyped]
+    from triton.backends.compiler import GPUTarget  # type: ignore[import-untyped]
+    from triton.compiler import ASTSource  # type: ignore[import-untyped]
+
+    reports = []
+    for arch in archs:
+        target = GPUTarget("cuda", arch, 32)
+        for name, fn, sig, consts in _variants():
+            if not any(part in name for part in only.split("|")):
+                continue
+            # the settle must not contract mul + add (the Rust sums round both)
+            options = {"enable_fp_fusion": not name.startswith("hard_settle")}
+            compiled = triton.compile(ASTSource(fn, sig, consts), target=target, options=options)
+            if not options["enable_fp_fusion"] and "fma.rn.f64" in compiled.asm["ptx"]:
+                raise RuntimeError(f"{name}: FMA in the exact sums (sm_{arch})")
+            regs, st, ld, _ = _ptxas_usage(compiled.asm["ptx"], arch)
+            shared = int(compiled.metadata.shared)
+            reports.append(KernelReport(name, arch, regs, st, ld, shared))
+    return reports

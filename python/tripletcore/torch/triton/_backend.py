@@ -1,0 +1,132 @@
+"""The ``backend="triton"`` object (the ``torch._backend`` protocol).
+
+Batch-hard mining (loss, ``BatchHardMiner``, the reference set and the
+cross-batch memory) runs on the Triton screen with the exact float64 settle
+(``_mining``). Semi-hard mining and the batch-all loss are served by the tiled
+torch path on the same device (no Triton kernel for them yet), so the backend
+answers every call of the protocol with the Rust kernels' choices.
+
+Triton is imported on first use, not with this module: registering the
+backend costs nothing where Triton is missing, and ``check_device`` then says
+what to install.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import torch
+from torch import Tensor
+
+from ..._errors import InputError
+from .._checks import compute_dtype
+from .._tiled import mine_semi_hard as tiled_semi_hard
+from .._tiled_backend import tiled_loss
+
+
+def triton_available() -> bool:
+    """Whether the ``triton`` package can be imported (without importing it)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def interpreting() -> bool:
+    """Whether Triton's interpreter runs the kernels (``TRITON_INTERPRET=1``), on CPU tensors."""
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
+
+
+class TritonBackend:
+    """Triton kernels on CUDA tensors (CPU tensors under ``TRITON_INTERPRET=1``)."""
+
+    name = "triton"
+    loss_checks_finite = False
+
+    def check_device(self, device: torch.device) -> None:
+        if not triton_available():
+            raise InputError(
+                "backend='triton' needs the triton package (pip install triton, Linux with an "
+                "NVIDIA GPU); use backend='torch' or 'auto' instead",
+                "backend",
+                "device",
+            )
+        if interpreting():
+            if device.type not in ("cpu", "cuda"):
+                raise InputError(
+                    f"backend='triton' under TRITON_INTERPRET=1 takes CPU or CUDA tensors, "
+                    f"got {device}; use backend='torch'",
+                    "backend",
+                    "device",
+                )
+            return
+        if device.type != "cuda" or not torch.cuda.is_available():
+            raise InputError(
+                f"backend='triton' needs CUDA tensors, got {device}; use backend='rust' for CPU "
+                "tensors, 'torch' for other devices, or 'auto' (set TRITON_INTERPRET=1 to run "
+                "the kernels on CPU tensors in Triton's interpreter)",
+                "backend",
+                "device",
+            )
+
+    def auto_for(self, device: torch.device) -> bool:
+        return device.type == "cuda" and not interpreting() and triton_available()
+
+    def mine_batch_hard(
+        self,
+        x: Tensor,
+        labels: Tensor,
+        metric: str,
+        ref: Tensor | None = None,
+        ref_labels: Tensor | None = None,
+        *,
+        ref_follows_batch: bool = False,
+        chunk_size: int | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        from ._mining import mine_batch_hard
+
+        offset: int | None = 0
+        if ref is not None and ref_labels is not None:
+            if ref_follows_batch:
+                # indices into the concatenation; a tie goes to the batch, which comes first
+                ref, ref_labels = torch.cat([x, ref]), torch.cat([labels, ref_labels])
+            else:
+                offset = None
+        return mine_batch_hard(x, labels, metric, ref, ref_labels, offset)
+
+    def mine_semi_hard(
+        self,
+        x: Tensor,
+        labels: Tensor,
+        margin: float,
+        metric: str,
+        fallback: str,
+        *,
+        chunk_size: int | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        return tiled_semi_hard(x, labels, margin, metric, fallback, chunk_size)
+
+    def loss(
+        self,
+        x: Tensor,
+        labels: Tensor,
+        margin: float,
+        mining: str,
+        metric: str,
+        soft: bool,
+        reduction: str,
+        fallback: str,
+        *,
+        chunk_size: int | None = None,
+    ) -> Tensor:
+        if mining != "batch_hard":
+            return tiled_loss(
+                x, labels, margin, mining, metric, soft, reduction, fallback, chunk_size
+            )
+        from ._loss import hard_loss
+
+        x = x.to(compute_dtype(x.dtype))
+        with torch.no_grad():
+            pos, neg = self.mine_batch_hard(x.detach(), labels, metric)
+        return hard_loss(x, pos, neg, margin, metric, soft, reduction)
+
+
+TRITON_BACKEND = TritonBackend()

@@ -1,0 +1,284 @@
+"""The triton backend under Triton's interpreter (CPU tensors) against the Rust backend.
+
+TRITON_INTERPRET is set before Triton is imported (the kernel module is
+imported on first use, and ``triton.jit`` reads the variable then). The AOT
+test compiles in a subprocess with the variable unset.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import tripletcore  # noqa: E402
+from tripletcore.torch import (  # noqa: E402
+    BatchHardMiner,
+    CrossBatchMemory,
+    SemiHardMiner,
+    TripletMarginLoss,
+    triplet_margin_loss,
+)
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("triton") is None, reason="triton is not installed"
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _triton_registered():
+    """``backend="triton"`` for this module only (the registry is restored after)."""
+    from tripletcore.torch import _backend
+    from tripletcore.torch.triton import register
+
+    _backend.registered_backends()  # the built-ins first
+    saved = dict(_backend._REGISTRY)
+    register()
+    yield
+    _backend._REGISTRY.clear()
+    _backend._REGISTRY.update(saved)
+
+
+METRICS = ["euclidean", "sqeuclidean", "cosine"]
+
+
+def _data(
+    kind: str, dtype: torch.dtype, n: int = 48, d: int = 6, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(KINDS.index(kind) + seed)
+    labels = torch.randint(0, 5, (n,), generator=g)
+    if kind == "grid":  # integer coordinates: many exactly tied distances
+        x = torch.randint(-2, 3, (n, d), generator=g).to(dtype)
+    elif kind == "duplicates":  # repeated rows, across and within classes
+        base = torch.randn(n // 4, d, generator=g, dtype=torch.float64)
+        x = base[torch.randint(0, n // 4, (n,), generator=g)].to(dtype)
+    elif kind == "far":  # far from the origin, close together: the expansion cancels
+        x = (1e4 + torch.randint(-3, 4, (n, d), generator=g).to(torch.float64) * 0.5).to(dtype)
+    elif kind == "singletons":  # classes of one row (no positive), one class of the rest
+        x = torch.randn(n, d, generator=g, dtype=torch.float64).to(dtype)
+        labels = torch.where(torch.arange(n) < n // 2, torch.arange(n) + 10, 0)
+    elif kind == "one_class":  # no negative anywhere
+        x = torch.randn(n, d, generator=g, dtype=torch.float64).to(dtype)
+        labels = torch.zeros(n, dtype=torch.int64)
+    else:
+        x = torch.randn(n, d, generator=g, dtype=torch.float64).to(dtype)
+    if kind != "one_class" and kind != "singletons":
+        x[0] = x[1]  # an exact duplicate pair, whatever the data
+    return x, labels
+
+
+KINDS = ["grid", "duplicates", "far", "singletons", "one_class", "random"]
+
+
+def _mine(backend: str, x, labels, metric, ref=None, ref_labels=None):
+    return BatchHardMiner(metric, backend=backend)(x, labels, ref, ref_labels)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_batch_hard_indices_equal_rust(kind: str, metric: str, dtype: torch.dtype) -> None:
+    x, labels = _data(kind, dtype)
+    if metric == "cosine" and kind == "grid":
+        x[(x == 0).all(dim=1)] = 1.0  # the cosine distance needs non-zero rows
+    from tripletcore.torch._backend import resolve_backend
+
+    tri = resolve_backend("triton", x.device)
+    rust = resolve_backend("rust", x.device)
+    got = tri.mine_batch_hard(x, labels, metric)
+    want = rust.mine_batch_hard(x, labels, metric)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+def test_batch_hard_miner_equals_rust() -> None:
+    x, labels = _data("grid", torch.float32)
+    for a, b in zip(
+        _mine("triton", x, labels, "euclidean"), _mine("rust", x, labels, "euclidean"), strict=True
+    ):
+        assert torch.equal(a, b)
+
+
+def test_screen_flags_and_settles_ties() -> None:
+    """On an integer grid the screen leaves ties to the settle, which gives the lowest index."""
+    from tripletcore.torch._tiled import _Space
+    from tripletcore.torch.triton._mining import _screen
+
+    x, labels = _data("grid", torch.float32)
+    flags = _screen(_Space(x, None, "euclidean"), labels, labels, 0)[2]
+    assert int(flags.sum()) > 0  # the settle path is exercised
+    x, labels = _data("random", torch.float64)
+    flags = _screen(_Space(x, None, "euclidean"), labels, labels, 0)[2]
+    assert int(flags.sum()) < x.shape[0]  # and the screen alone decides some rows
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_reference_set_and_memory_equal_rust(metric: str) -> None:
+    x, labels = _data("grid", torch.float32, n=40)
+    x = x + 3.0  # no zero rows (cosine)
+    ref, rlab = _data("duplicates", torch.float32, n=24)
+    ref = torch.cat([x[:5], ref])  # shared rows: ties between batch and reference
+    rlab = torch.cat([labels[:5], rlab])
+    for a, b in zip(
+        _mine("triton", x, labels, metric, ref, rlab),
+        _mine("rust", x, labels, metric, ref, rlab),
+        strict=True,
+    ):
+        assert torch.equal(a, b)
+    losses = {}
+    grads = {}
+    for backend in ("triton", "rust"):
+        mem = CrossBatchMemory(TripletMarginLoss(metric=metric, backend=backend), 6, 32)
+        out = []
+        for step in range(3):
+            xs = (x[step * 13 : step * 13 + 13]).clone().requires_grad_(True)
+            loss = mem(xs, labels[step * 13 : step * 13 + 13])
+            loss.backward()
+            out.append((loss.detach(), xs.grad))
+        losses[backend] = [o[0] for o in out]
+        grads[backend] = [o[1] for o in out]
+    for a, b in zip(losses["triton"], losses["rust"], strict=True):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(grads["triton"], grads["rust"], strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none", "mean_nonzero"])
+@pytest.mark.parametrize("soft", [False, True])
+def test_batch_hard_loss_and_gradient_equal_rust(metric: str, reduction: str, soft: bool) -> None:
+    from tripletcore._options import REDUCTIONS
+
+    if reduction not in REDUCTIONS:
+        pytest.skip(f"reduction {reduction!r} is not offered")
+    x, labels = _data("duplicates", torch.float64, n=40)
+    x = x + 0.25
+    out = {}
+    for backend in ("triton", "rust"):
+        xs = x.clone().requires_grad_(True)
+        loss = triplet_margin_loss(
+            xs, labels, margin=0.3, metric=metric, soft=soft, reduction=reduction, backend=backend
+        )
+        loss.sum().backward()
+        out[backend] = (loss.detach(), xs.grad)
+    torch.testing.assert_close(out["triton"][0], out["rust"][0])
+    torch.testing.assert_close(out["triton"][1], out["rust"][1])
+
+
+@pytest.mark.parametrize("mining", ["semi_hard", "batch_all"])
+def test_other_minings_equal_rust(mining: str) -> None:
+    x, labels = _data("grid", torch.float32, n=32)
+    out = {}
+    for backend in ("triton", "rust"):
+        xs = x.clone().requires_grad_(True)
+        loss = triplet_margin_loss(xs, labels, margin=1.0, mining=mining, backend=backend)
+        loss.backward()
+        out[backend] = (loss.detach(), xs.grad)
+    torch.testing.assert_close(out["triton"][0], out["rust"][0])
+    torch.testing.assert_close(out["triton"][1], out["rust"][1])
+    got = SemiHardMiner(1.0, backend="triton")(x, labels)
+    want = SemiHardMiner(1.0, backend="rust")(x, labels)
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_bad_input_names_the_argument() -> None:
+    x, labels = _data("random", torch.float32, n=16)
+    bad = x.clone()
+    bad[3, 2] = float("nan")
+    with pytest.raises(ValueError, match="embeddings"):
+        triplet_margin_loss(bad, labels, backend="triton")
+    with pytest.raises(ValueError, match="embeddings"):
+        BatchHardMiner(backend="triton")(bad, labels)
+    with pytest.raises((ValueError, TypeError), match="labels"):
+        triplet_margin_loss(x, labels[:-1], backend="triton")
+    with pytest.raises(ValueError, match="ref_emb"):
+        BatchHardMiner(backend="triton")(x, labels, x[:, :3], labels)
+
+
+def test_device_errors_say_what_to_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tripletcore.torch.triton import _backend as tb
+
+    x, labels = _data("random", torch.float32, n=8)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(tripletcore.InputError, match="backend='rust'") as info:
+        triplet_margin_loss(x, labels, backend="triton")
+    assert info.value.arg == "backend"
+    monkeypatch.setattr(tb, "triton_available", lambda: False)
+    with pytest.raises(tripletcore.InputError, match="pip install triton"):
+        BatchHardMiner(backend="triton")(x, labels)
+    # auto keeps CPU tensors on the Rust kernels
+    from tripletcore.torch._backend import resolve_backend
+
+    assert resolve_backend("auto", torch.device("cpu")).name == "rust"
+
+
+def test_aot_compile_sm80_sm90() -> None:
+    """Three kernel variants (screen, exact settle without FMA, loss backward) through
+    ``python -m tripletcore.torch.triton --compile 80,90``; the CLI compiles all 30
+    without ``--only``."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tripletcore.torch.triton",
+            "--compile",
+            "80,90",
+            "--only",
+            "hard_screen[fp32,sq,self]|hard_settle[fp32,self]|hard_loss_bwd[fp32,euc]",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("sm_")]
+    assert [ln.split()[0] for ln in lines] == ["sm_80"] * 3 + ["sm_90"] * 3
+    assert all("registers" in ln and "shared" in ln for ln in lines)
+    assert all("spills 0/0 B" in ln for ln in lines), res.stdout  # spills are a defect
+    bad = subprocess.run(
+        [sys.executable, "-m", "tripletcore.torch.triton", "--compile", "eighty"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert bad.returncode != 0
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_batch_hard_loss_float32_far_points(metric: str) -> None:
+    """float32 far from the origin: the screen cancels, the settle and the
+    difference-based loss do not."""
+    x, labels = _data("far", torch.float32, n=40)
+    out = {}
+    for backend in ("triton", "rust"):
+        xs = x.clone().requires_grad_(True)
+        loss = triplet_margin_loss(xs, labels, margin=0.5, metric=metric, backend=backend)
+        loss.backward()
+        out[backend] = (loss.detach(), xs.grad)
+    torch.testing.assert_close(out["triton"][0], out["rust"][0])
+    torch.testing.assert_close(out["triton"][1], out["rust"][1])
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize(("n", "d"), [(1, 3), (2, 1), (40, 37)])
+def test_batch_hard_shapes_equal_rust(metric: str, n: int, d: int) -> None:
+    """One row, one feature, and d = 37 (the exact sums span three 16-lane chunks)."""
+    from tripletcore.torch._backend import resolve_backend
+
+    x, labels = _data("far", torch.float32, n=max(n, 8), d=d)
+    x, labels = x[:n], labels[:n]
+    tri = resolve_backend("triton", x.device)
+    rust = resolve_backend("rust", x.device)
+    for a, b in zip(
+        tri.mine_batch_hard(x, labels, metric), rust.mine_batch_hard(x, labels, metric), strict=True
+    ):
+        assert torch.equal(a, b)
