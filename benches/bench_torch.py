@@ -223,14 +223,11 @@ def run(args: argparse.Namespace) -> str:
 
 
 def _cuda_backends() -> dict[str, Step]:
-    """The Triton backend (registered here if the package does not yet) and the tiled one."""
-    from tripletcore.torch import _backend
-    from tripletcore.torch.triton import register, triton_available
+    """The Triton backend (when Triton is installed) and the tiled one."""
+    from tripletcore.torch.triton import triton_available
 
     out = {"tc_tiled": tc_step("torch")}
     if triton_available():
-        if "triton" not in _backend.backend_choices():
-            register()
         out["tc_triton"] = tc_step("triton")
     return out
 

@@ -227,7 +227,8 @@ def test_torch_device_and_backend_errors(torch_mod):
 
     x = torch_mod.tensor(X0)
     lab = torch_mod.tensor(L0)
-    with raises("backend", "option", "unknown backend 'gpu'; expected one of auto, rust, torch"):
+    expected = "unknown backend 'gpu'; expected one of auto, triton, rust, torch"
+    with raises("backend", "option", expected):
         tt.triplet_margin_loss(x, lab, backend="gpu")
     from tripletcore.torch._backend import resolve_backend
 

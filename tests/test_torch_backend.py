@@ -29,8 +29,8 @@ def batch(n=40, d=5, classes=6, dtype=torch.float64):
 
 def test_builtins_in_auto_order():
     names = [b.name for b in registered_backends()]
-    assert names[:2] == ["rust", "torch"]
-    assert backend_choices()[:3] == ("auto", "rust", "torch")
+    assert names[:3] == ["triton", "rust", "torch"]
+    assert backend_choices()[:4] == ("auto", "triton", "rust", "torch")
     assert resolve_backend("auto", torch.device("cpu")).name == "rust"
     assert resolve_backend("auto", torch.device("meta")).name == "torch"
 
@@ -97,7 +97,7 @@ def test_a_registered_backend_serves_every_caller(monkeypatch):
     monkeypatch.setattr(_backend, "_REGISTRY", dict(_backend._REGISTRY))
     rec = Recording()
     register_backend(rec, prefer=True)
-    assert backend_choices() == ("auto", "recording", "rust", "torch")
+    assert backend_choices() == ("auto", "recording", "triton", "rust", "torch")
     x, labels = batch(dtype=torch.float32)
     for backend in ("auto", "recording"):
         rec.calls.clear()
@@ -132,6 +132,6 @@ def test_a_backend_without_prefer_comes_after_the_builtins(monkeypatch):
     monkeypatch.setattr(_backend, "_REGISTRY", dict(_backend._REGISTRY))
     rec = Recording()
     register_backend(rec)
-    assert backend_choices() == ("auto", "rust", "torch", "recording")
+    assert backend_choices() == ("auto", "triton", "rust", "torch", "recording")
     assert resolve_backend("auto", torch.device("cpu")).name == "rust"
     assert resolve_backend("recording", torch.device("cpu")) is rec

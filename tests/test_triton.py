@@ -31,20 +31,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _triton_registered():
-    """``backend="triton"`` for this module only (the registry is restored after)."""
-    from tripletcore.torch import _backend
-    from tripletcore.torch.triton import register
-
-    _backend.registered_backends()  # the built-ins first
-    saved = dict(_backend._REGISTRY)
-    register()
-    yield
-    _backend._REGISTRY.clear()
-    _backend._REGISTRY.update(saved)
-
-
 METRICS = ["euclidean", "sqeuclidean", "cosine"]
 
 

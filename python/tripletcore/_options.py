@@ -25,8 +25,10 @@ METRICS: Final = ("euclidean", "sqeuclidean", "cosine")
 MININGS: Final = ("batch_hard", "semi_hard", "batch_all")
 REDUCTIONS: Final = ("mean", "sum", "mean_nonzero", "none")
 FALLBACKS: Final = ("hardest", "easiest", "drop")
-#: The torch layer's built-in backends ("auto" picks one per device).
-BACKENDS: Final = ("auto", "rust", "torch")
+#: The torch layer's built-in backends, in "auto"'s order of preference ("auto"
+#: takes the first that serves the device: Triton on CUDA, Rust on CPU, tiled torch
+#: elsewhere).
+BACKENDS: Final = ("auto", "triton", "rust", "torch")
 
 
 def as_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:

@@ -145,7 +145,7 @@ _BUILTINS_LOADED = False
 
 
 def _load_builtins() -> None:
-    """Register the built-in backends (``_options.BACKENDS``: Rust, then tiled torch), once.
+    """Register the built-in backends (``_options.BACKENDS``: Triton, Rust, tiled torch), once.
 
     Imported here, at first use, because their modules import this one.
     """
@@ -155,8 +155,11 @@ def _load_builtins() -> None:
     _BUILTINS_LOADED = True
     from ._rust import RUST_BACKEND
     from ._tiled_backend import TILED_BACKEND
+    from .triton import TRITON_BACKEND
 
-    builtin: dict[str, TorchBackend] = {b.name: b for b in (RUST_BACKEND, TILED_BACKEND)}
+    builtin: dict[str, TorchBackend] = {
+        b.name: b for b in (TRITON_BACKEND, RUST_BACKEND, TILED_BACKEND)
+    }
     for name in BACKENDS:  # "auto", then the built-ins in auto's order
         if name in builtin and name not in _REGISTRY:
             register_backend(builtin[name])
