@@ -247,6 +247,34 @@ def snapshot_line(s: Snapshot, dim: int) -> str:
 # ---------------------------------------------------------------- training
 
 
+@dataclass(frozen=True)
+class _Schedule:
+    """How long training runs and how often it stops to evaluate."""
+
+    steps_per_epoch: int
+    total: int  # training steps
+    epochs: float
+    eval_steps: int  # steps between test-set evaluations
+
+
+def _schedule(cfg: DemoConfig, n_train: int) -> _Schedule:
+    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+    total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
+    epochs = total / steps_per_epoch
+    every = cfg.eval_every if cfg.eval_every is not None else max(1.0, epochs / 32)
+    return _Schedule(steps_per_epoch, total, epochs, max(1, round(every * steps_per_epoch)))
+
+
+@dataclass
+class _Training:
+    """The model, its optimiser and loss, and the batch sampler's generator."""
+
+    model: Any
+    opt: Any
+    loss_fn: Any
+    rng: np.random.Generator
+
+
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
     """Train, measure, write the report folder; returns what was measured."""
     check_config(cfg)
@@ -261,11 +289,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
     data = load_digits(cfg.seed)
     x_test = features(data, data.test_images)
     n_train = len(data.train_labels)
-    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
-    total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
-    epochs = total / steps_per_epoch
-    every = cfg.eval_every if cfg.eval_every is not None else max(1.0, epochs / 32)
-    eval_steps = max(1, round(every * steps_per_epoch))
+    sched = _schedule(cfg, n_train)
 
     model = make_model(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -281,8 +305,8 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
     say(
         f"model: MLP 64-{cfg.hidden}-{cfg.hidden}-{cfg.embedding_dim}, L2-normalised; "
         f"loss: {cfg.mining} margin {cfg.margin} ({reduction}); batches {cfg.batch_size} "
-        f"rows = {p} classes x ~{cfg.batch_size / p:.3g}; {total} steps ({epochs:.3g} epochs); "
-        f"torch threads {torch.get_num_threads()}"
+        f"rows = {p} classes x ~{cfg.batch_size / p:.3g}; {sched.total} steps "
+        f"({sched.epochs:.3g} epochs); torch threads {torch.get_num_threads()}"
     )
 
     emb0 = embed(model, x_test)
@@ -298,43 +322,8 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
     )
     history = [before]
     say("before: " + snapshot_line(before, cfg.embedding_dim))
-    bar = tqdm(total=total, unit="step", disable=None if cfg.progress else True, leave=False)
-    write = bar.write if cfg.progress else say
-    train_seconds, losses = 0.0, []
-    batch_l = math.nan
-    for step in range(1, total + 1):
-        t0 = time.perf_counter()
-        rows = pk_batch(data.train_labels, cfg.batch_size, rng)
-        xb = torch.from_numpy(features(data, augment(data.train_images[rows], rng)))
-        yb = torch.from_numpy(data.train_labels[rows])
-        emb = model(xb)
-        loss = loss_fn(emb, yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        train_seconds += time.perf_counter() - t0
-        losses.append(float(loss.detach()))
-        bar.update(1)
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", refresh=False)
-        if step % eval_steps == 0 or step == total:
-            yb_np = data.train_labels[rows]
-            if has_triplet(yb_np):
-                batch_l = hardest_triplet(emb.detach().numpy(), yb_np).value
-            s = snapshot(
-                embed(model, x_test),
-                data.test_labels,
-                step=step,
-                epoch=step / steps_per_epoch,
-                seconds=train_seconds,
-                train_loss=float(np.mean(losses)),
-                batch_hardest=batch_l,
-                margin=cfg.margin,
-            )
-            losses = []
-            history.append(s)
-            write(snapshot_line(s, cfg.embedding_dim))
-    bar.close()
+    training = _Training(model, opt, loss_fn, rng)
+    train_seconds = _train(cfg, data, x_test, training, sched, history, tqdm, say)
     after = history[-1]
     emb1 = embed(model, x_test)
     say("after:  " + snapshot_line(after, cfg.embedding_dim))
@@ -349,8 +338,8 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
             "dataset": "sklearn.datasets.load_digits",
             "train": n_train,
             "test": len(data.test_labels),
-            "steps": total,
-            "steps_per_epoch": steps_per_epoch,
+            "steps": sched.total,
+            "steps_per_epoch": sched.steps_per_epoch,
             "classes_per_batch": p,
         },
         before=before,
@@ -364,6 +353,60 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
     (cfg.out / "summary.json").write_text(json.dumps(_jsonable(result), indent=2) + "\n")
     say(f"report: {cfg.out}/ ({', '.join(result.files)}); total {result.seconds_total:.1f} s")
     return result
+
+
+def _train(
+    cfg: DemoConfig,
+    data: Digits,
+    x_test: F32,
+    tr: _Training,
+    sched: _Schedule,
+    history: list[Snapshot],
+    tqdm: Any,
+    say: Callable[[str], None],
+) -> float:
+    """The training loop: appends a snapshot every ``eval_steps`` steps and
+    at the end; returns the training time (evaluations excluded)."""
+    torch = _need("torch")
+    total = sched.total
+    bar = tqdm(total=total, unit="step", disable=None if cfg.progress else True, leave=False)
+    write = bar.write if cfg.progress else say
+    train_seconds, losses = 0.0, []
+    batch_l = math.nan
+    for step in range(1, total + 1):
+        t0 = time.perf_counter()
+        rows = pk_batch(data.train_labels, cfg.batch_size, tr.rng)
+        xb = torch.from_numpy(features(data, augment(data.train_images[rows], tr.rng)))
+        yb = torch.from_numpy(data.train_labels[rows])
+        emb = tr.model(xb)
+        loss = tr.loss_fn(emb, yb)
+        tr.opt.zero_grad()
+        loss.backward()
+        tr.opt.step()
+        train_seconds += time.perf_counter() - t0
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", refresh=False)
+        if step % sched.eval_steps == 0 or step == total:
+            yb_np = data.train_labels[rows]
+            if has_triplet(yb_np):
+                batch_l = hardest_triplet(emb.detach().numpy(), yb_np).value
+            s = snapshot(
+                embed(tr.model, x_test),
+                data.test_labels,
+                step=step,
+                epoch=step / sched.steps_per_epoch,
+                seconds=train_seconds,
+                train_loss=float(np.mean(losses)),
+                batch_hardest=batch_l,
+                margin=cfg.margin,
+            )
+            losses = []
+            history.append(s)
+            write(snapshot_line(s, cfg.embedding_dim))
+    bar.close()
+    return train_seconds
 
 
 def check_config(cfg: DemoConfig) -> None:
