@@ -191,10 +191,28 @@ def build_case(impl: str, x, labels):
     """Return ``(call, summarise)``: ``call()`` runs one timed iteration and
     returns its raw result; ``summarise(result)`` (untimed) returns a dict of
     check values."""
+    if impl in ("tc_batch_hard", "mem_batch_hard", "tc_loss", "mem_batch_all"):
+        return _tripletcore_case(impl, x, labels)
+    if impl == "np_matmul":
+
+        def call():
+            return x @ x.T
+
+        return call, lambda r: {}
+
+    if impl in ("torch_mine", "torch_loss"):
+        return _torch_case(impl, x, labels)
+    if impl == "pml_loss":
+        return _pml_case(x, labels)
+    raise ValueError(f"unknown implementation {impl!r}")
+
+
+def _tripletcore_case(impl: str, x, labels):
     import numpy as np
 
+    import tripletcore as tc
+
     if impl in ("tc_batch_hard", "mem_batch_hard"):
-        import tripletcore as tc
 
         def call():
             return tc.batch_hard(x, labels)
@@ -208,8 +226,6 @@ def build_case(impl: str, x, labels):
         return call, summarise
 
     if impl in ("tc_loss", "mem_batch_all"):
-        import tripletcore as tc
-
         mining = "batch_all" if impl == "mem_batch_all" else "batch_hard"
 
         def call():
@@ -228,81 +244,83 @@ def build_case(impl: str, x, labels):
 
         return call, summarise
 
-    if impl == "np_matmul":
+    raise ValueError(f"unknown implementation {impl!r}")
 
-        def call():
-            return x @ x.T
 
-        return call, lambda r: {}
-
+def _torch_case(impl: str, x, labels):
+    """Mining (and the loss) written in plain torch with an N x N matrix."""
     import torch
 
     xt = torch.from_numpy(x)
     lt = torch.from_numpy(labels)
 
-    if impl in ("torch_mine", "torch_loss"):
-        n = x.shape[0]
+    n = x.shape[0]
 
-        def mine(emb):
-            dist = torch.cdist(emb, emb)
-            same = lt[:, None] == lt[None, :]
-            pos = same & ~torch.eye(n, dtype=torch.bool)
-            d_ap, p_idx = dist.masked_fill(~pos, float("-inf")).max(dim=1)
-            d_an, n_idx = dist.masked_fill(same, float("inf")).min(dim=1)
-            valid = pos.any(dim=1) & ~same.all(dim=1)
-            return d_ap, d_an, p_idx, n_idx, valid
+    def mine(emb):
+        dist = torch.cdist(emb, emb)
+        same = lt[:, None] == lt[None, :]
+        pos = same & ~torch.eye(n, dtype=torch.bool)
+        d_ap, p_idx = dist.masked_fill(~pos, float("-inf")).max(dim=1)
+        d_an, n_idx = dist.masked_fill(same, float("inf")).min(dim=1)
+        valid = pos.any(dim=1) & ~same.all(dim=1)
+        return d_ap, d_an, p_idx, n_idx, valid
 
-        if impl == "torch_mine":
-
-            def call():
-                with torch.no_grad():
-                    return mine(xt)
-
-            def summarise(r):
-                d_ap, d_an, _, _, _ = r
-                return {
-                    "sum_pos_dist": float(d_ap.double().sum()),
-                    "sum_neg_dist": float(d_an.double().sum()),
-                }
-
-            return call, summarise
-
-        xg = xt.clone().requires_grad_(True)
+    if impl == "torch_mine":
 
         def call():
-            xg.grad = None
-            d_ap, d_an, _, _, valid = mine(xg)
-            loss = torch.relu(d_ap - d_an + MARGIN)[valid].mean()
-            loss.backward()
-            return loss.detach(), xg.grad
+            with torch.no_grad():
+                return mine(xt)
 
         def summarise(r):
-            return {"loss": float(r[0]), "grad_norm": float(r[1].norm())}
+            d_ap, d_an, _, _, _ = r
+            return {
+                "sum_pos_dist": float(d_ap.double().sum()),
+                "sum_neg_dist": float(d_an.double().sum()),
+            }
 
         return call, summarise
 
-    if impl == "pml_loss":
-        from pytorch_metric_learning.distances import LpDistance
-        from pytorch_metric_learning.losses import TripletMarginLoss
-        from pytorch_metric_learning.miners import BatchHardMiner
+    xg = xt.clone().requires_grad_(True)
 
-        miner = BatchHardMiner(distance=LpDistance(normalize_embeddings=False))
-        loss_fn = TripletMarginLoss(margin=MARGIN, distance=LpDistance(normalize_embeddings=False))
-        xg = xt.clone().requires_grad_(True)
+    def call():
+        xg.grad = None
+        d_ap, d_an, _, _, valid = mine(xg)
+        loss = torch.relu(d_ap - d_an + MARGIN)[valid].mean()
+        loss.backward()
+        return loss.detach(), xg.grad
 
-        def call():
-            xg.grad = None
-            triplets = miner(xg, lt)
-            loss = loss_fn(xg, lt, triplets)
-            loss.backward()
-            return loss.detach(), xg.grad
+    def summarise(r):
+        return {"loss": float(r[0]), "grad_norm": float(r[1].norm())}
 
-        def summarise(r):
-            return {"loss": float(r[0]), "grad_norm": float(r[1].norm())}
+    return call, summarise
 
-        return call, summarise
 
-    raise ValueError(f"unknown implementation {impl!r}")
+def _pml_case(x, labels):
+    """pytorch-metric-learning's batch-hard miner and triplet margin loss."""
+    import torch
+
+    xt = torch.from_numpy(x)
+    lt = torch.from_numpy(labels)
+
+    from pytorch_metric_learning.distances import LpDistance
+    from pytorch_metric_learning.losses import TripletMarginLoss
+    from pytorch_metric_learning.miners import BatchHardMiner
+
+    miner = BatchHardMiner(distance=LpDistance(normalize_embeddings=False))
+    loss_fn = TripletMarginLoss(margin=MARGIN, distance=LpDistance(normalize_embeddings=False))
+    xg = xt.clone().requires_grad_(True)
+
+    def call():
+        xg.grad = None
+        triplets = miner(xg, lt)
+        loss = loss_fn(xg, lt, triplets)
+        loss.backward()
+        return loss.detach(), xg.grad
+
+    def summarise(r):
+        return {"loss": float(r[0]), "grad_norm": float(r[1].norm())}
+
+    return call, summarise
 
 
 def worker(spec: dict) -> dict:
@@ -746,7 +764,7 @@ def parse_impls(text: str) -> list[str]:
     return [k for k in IMPLS if k in values]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         description=(__doc__ or "").split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -806,6 +824,70 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-check", action="store_true", help="skip the correctness check")
     ap.add_argument("--out", help="also write the markdown report to this file")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    return ap
+
+
+def plan_cases(args, sizes: list[int], dims: list[int], max_gb: float) -> list[Case]:
+    """Every (implementation, N, d) case; all-pairs peers whose estimated
+    peak exceeds their limit are marked skipped."""
+    cases: list[Case] = []
+    for n in sizes:
+        for d in dims:
+            for impl in args.impls:
+                c = Case(impl, n, d)
+                per_pair = BYTES_PER_PAIR.get(impl)
+                if per_pair is not None:
+                    est = per_pair * n * n / GB
+                    limit = args.pml_max_gb if impl == "pml_loss" else max_gb
+                    if est > limit:
+                        c.status = "skipped"
+                        c.note = f"too large (est. {est:.3g} GB > {limit:g} GB)"
+                cases.append(c)
+    return cases
+
+
+def run_cases(cases: list[Case], args, progress) -> None:
+    """Each pending case in its own subprocess; fills in status, note, result."""
+    for c in cases:
+        if c.status != "pending":
+            continue
+        progress.set_description(f"{c.impl} N={c.n} d={c.d}")
+        spec = {
+            "impl": c.impl,
+            "n": c.n,
+            "d": c.d,
+            "k": args.k,
+            "seed": args.seed,
+            "warmup": args.warmup,
+            "repeats": args.repeats,
+            "budget": args.case_budget,
+        }
+        c.status, c.note, c.result = run_worker(spec, args.timeout)
+        progress.update(1)
+
+
+def results_section(cases: list[Case], tol: float) -> list[str]:
+    """The results table and the cross-checks (empty without cases)."""
+    if not cases:
+        return []
+    report: list[str] = []
+    methods = {c.result.get("peak_method") for c in cases if c.status == "ok"}
+    report += ["", "## Results", "", *results_table(cases), ""]
+    if methods - {"VmHWM"}:
+        report.append(f"(peak memory method: {', '.join(sorted(m for m in methods if m))})")
+    cons = consistency_lines(cases, tol)
+    if cons:
+        report += [
+            "",
+            f"## Cross-checks (relative differences, tolerance {tol:g})",
+            "",
+            *cons,
+        ]
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
 
     if args.worker:  # an exception here crashes the worker; the parent reports it
@@ -830,20 +912,7 @@ def main(argv: list[str] | None = None) -> int:
         tc_ok = False
         report += ["", f"**tripletcore is not importable ({exc}); its cases fail.**"]
 
-    cases: list[Case] = []
-    if not args.memory:
-        for n in sizes:
-            for d in dims:
-                for impl in args.impls:
-                    c = Case(impl, n, d)
-                    per_pair = BYTES_PER_PAIR.get(impl)
-                    if per_pair is not None:
-                        est = per_pair * n * n / GB
-                        limit = args.pml_max_gb if impl == "pml_loss" else max_gb
-                        if est > limit:
-                            c.status = "skipped"
-                            c.note = f"too large (est. {est:.3g} GB > {limit:g} GB)"
-                    cases.append(c)
+    cases = [] if args.memory else plan_cases(args, sizes, dims, max_gb)
 
     n_runs = sum(c.status == "pending" for c in cases)
     do_memory = not args.no_memory
@@ -856,36 +925,9 @@ def main(argv: list[str] | None = None) -> int:
         check_lines = run_checks(dims[0], args.k, args.seed)
         progress.update(1)
 
-    for c in cases:
-        if c.status != "pending":
-            continue
-        progress.set_description(f"{c.impl} N={c.n} d={c.d}")
-        spec = {
-            "impl": c.impl,
-            "n": c.n,
-            "d": c.d,
-            "k": args.k,
-            "seed": args.seed,
-            "warmup": args.warmup,
-            "repeats": args.repeats,
-            "budget": args.case_budget,
-        }
-        c.status, c.note, c.result = run_worker(spec, args.timeout)
-        progress.update(1)
+    run_cases(cases, args, progress)
 
-    if cases:
-        methods = {c.result.get("peak_method") for c in cases if c.status == "ok"}
-        report += ["", "## Results", "", *results_table(cases), ""]
-        if methods - {"VmHWM"}:
-            report.append(f"(peak memory method: {', '.join(sorted(m for m in methods if m))})")
-        cons = consistency_lines(cases, args.tol)
-        if cons:
-            report += [
-                "",
-                f"## Cross-checks (relative differences, tolerance {args.tol:g})",
-                "",
-                *cons,
-            ]
+    report += results_section(cases, args.tol)
     if check_lines:
         report += ["", "## Correctness check (tripletcore vs float64 reference)", "", *check_lines]
     if do_memory:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +30,7 @@ from .collapse import NearestTS, nearest_ts
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -258,7 +259,37 @@ def figures(out: Path, seed: int = 0) -> PaperReport:
     iso = nearest_ts(X, y, "iso", seed=seed)
     iso_err = tc.isometric_error(X, iso.Y)
 
-    # Fig. 2: the set-up
+    save(_fig2_setup(X, y), "fig2_setup.png")
+    fig, ch = _fig3_haus(X, y, hard, haus)
+    save(fig, "fig3_haus.png")
+    save(_fig4_iso(X, y, hard, iso, iso_err), "fig4_iso.png")
+    save(_fig5_hardest(X, y, hard, haus, iso), "fig5_hardest.png")
+    c = _fig6_collapse(seed)
+    save(c.fig, "fig6_collapse.png")
+
+    return PaperReport(
+        toy=X,
+        toy_labels=y,
+        toy_separated=tc.is_triplet_separated(X, y),
+        hardest=hard,
+        haus=haus,
+        iso=iso,
+        haus_class_hausdorff=ch,
+        iso_worst_pair=(iso_err.i, iso_err.j),
+        random_points=c.points,
+        random_labels=c.labels,
+        collapse_fit=c.fit,
+        spread_ratio=c.spread,
+        distinct=c.distinct,
+        area_ratio=c.area_ratio,
+        files=files,
+    )
+
+
+def _fig2_setup(X: F64, y: I64) -> Figure:
+    """Fig. 2: the set-up."""
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     lim = _limits(X)
     _points(ax, X, y)
@@ -271,9 +302,13 @@ def figures(out: Path, seed: int = 0) -> PaperReport:
         "dashed: Triplet-Separated boundary of each class",
         fontsize=9,
     )
-    save(fig, "fig2_setup.png")
+    return fig
 
-    # Fig. 3: f*_haus
+
+def _fig3_haus(X: F64, y: I64, hard: tc.HardestTriplet, haus: NearestTS) -> tuple[Figure, float]:
+    """Fig. 3: f*_haus; also its class Hausdorff distance to f."""
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     lim = _limits(X, haus.Y)
     _draw_boundaries(ax, haus.Y, y, lim, linewidths=1.2)
@@ -289,9 +324,15 @@ def figures(out: Path, seed: int = 0) -> PaperReport:
         f"[L/4 = {max(0.0, hard.value) / 4:.3f}]",
         fontsize=9,
     )
-    save(fig, "fig3_haus.png")
+    return fig, ch
 
-    # Fig. 4: pairwise distances under f and f*_iso
+
+def _fig4_iso(
+    X: F64, y: I64, hard: tc.HardestTriplet, iso: NearestTS, iso_err: tc.Attained
+) -> Figure:
+    """Fig. 4: pairwise distances under f and f*_iso."""
+    import matplotlib.pyplot as plt
+
     pairs = list(combinations(range(len(X)), 2))
     dx = np.array([np.linalg.norm(X[i] - X[j]) for i, j in pairs])
     dy = np.array([np.linalg.norm(iso.Y[i] - iso.Y[j]) for i, j in pairs])
@@ -346,9 +387,16 @@ def figures(out: Path, seed: int = 0) -> PaperReport:
         fontsize=9,
     )
     ax.margins(y=0.15)
-    save(fig, "fig4_iso.png")
+    return fig
 
-    # Fig. 5: the hardest triplet
+
+def _fig5_hardest(
+    X: F64, y: I64, hard: tc.HardestTriplet, haus: NearestTS, iso: NearestTS
+) -> Figure:
+    """Fig. 5: the hardest triplet."""
+    import matplotlib.pyplot as plt
+
+    a, p, n = hard.anchor, hard.positive, hard.negative
     fig, ax = plt.subplots(figsize=(5.2, 4.8))
     lim = _limits(X)
     _draw_boundaries(ax, X, y, lim, linewidths=0.8, alpha=0.35)
@@ -408,9 +456,23 @@ def figures(out: Path, seed: int = 0) -> PaperReport:
         "upper bounds: the solver's f*_iso and f*_haus",
         fontsize=9,
     )
-    save(fig, "fig5_hardest.png")
+    return fig
 
-    # Fig. 6: collapse of f*_haus for N = 20 random points
+
+class _CollapseFigure(NamedTuple):
+    fig: Figure
+    points: F64
+    labels: I64
+    fit: NearestTS
+    spread: float
+    distinct: int
+    area_ratio: float
+
+
+def _fig6_collapse(seed: int) -> _CollapseFigure:
+    """Fig. 6: collapse of f*_haus for N = 20 random points."""
+    import matplotlib.pyplot as plt
+
     rng = np.random.default_rng(seed)
     R = rng.standard_normal((20, 2))
     ry = rng.permutation(np.arange(20) % 2).astype(np.int64)
@@ -433,25 +495,7 @@ def figures(out: Path, seed: int = 0) -> PaperReport:
         f"{distinct} distinct star positions",
         fontsize=9,
     )
-    save(fig, "fig6_collapse.png")
-
-    return PaperReport(
-        toy=X,
-        toy_labels=y,
-        toy_separated=tc.is_triplet_separated(X, y),
-        hardest=hard,
-        haus=haus,
-        iso=iso,
-        haus_class_hausdorff=ch,
-        iso_worst_pair=(iso_err.i, iso_err.j),
-        random_points=R,
-        random_labels=ry,
-        collapse_fit=fit,
-        spread_ratio=spread,
-        distinct=distinct,
-        area_ratio=area_s / area_f,
-        files=files,
-    )
+    return _CollapseFigure(fig, R, ry, fit, spread, distinct, area_s / area_f)
 
 
 def write_json(r: PaperReport, path: Path) -> None:

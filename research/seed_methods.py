@@ -153,29 +153,34 @@ def _state(model: torch.nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def train(method: str, data: Split, cfg: Config, seed: int) -> dict[str, Any]:
-    """Train one method with one seed; test metrics of the best validation epoch."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    torch.manual_seed(seed)
-    xtr, ytr = data.x["train"], data.y["train"]
-    model = mlp(cfg)
-    ynp = ytr.numpy()
+LossFn = Callable[[Tensor, Tensor, list[int]], Tensor]
+
+
+def _sampler(
+    method: str, ynp: I64, cfg: Config, steps: int, seed: int
+) -> tt.RepresentativeBatchSampler | PKSampler:
+    """The batch sampler of ``method``: representative batches for ``rb_*``, else P x M."""
     p, m = cfg.classes_per_batch, cfg.samples_per_class
-    steps = max(1, len(ynp) // (p * m))
-    rb = method.startswith("rb_")
-    hcm = method.startswith("rb_hcm")
-    rep_anchors = method.endswith("_rep")
-    sampler: tt.RepresentativeBatchSampler | PKSampler
-    if rb:
-        sampler = tt.RepresentativeBatchSampler(
+    if method.startswith("rb_"):
+        hcm = method.startswith("rb_hcm")
+        return tt.RepresentativeBatchSampler(
             ynp, p, m, cfg.lifetime, hard_class_mining=hcm, batches_per_epoch=steps, seed=seed
         )
-    else:
-        sampler = PKSampler(ynp, p, m, seed)
+    return PKSampler(ynp, p, m, seed)
 
+
+def _loss(
+    method: str,
+    cfg: Config,
+    model: torch.nn.Module,
+    xtr: Tensor,
+    ytr: Tensor,
+    sampler: tt.RepresentativeBatchSampler | PKSampler,
+) -> tuple[LossFn, tt.MultiProxyLoss | None]:
+    """The loss of ``method`` as ``loss_fn(embeddings, labels, batch)``, and
+    its proxies when it has them."""
     proxy_loss: tt.MultiProxyLoss | None = None
-    loss_fn: Callable[[Tensor, Tensor, list[int]], Tensor]
+    loss_fn: LossFn
     if method in ("proxy_anchor", "multi_proxy", "multi_proxy_rounds"):
         k = 1 if method == "proxy_anchor" else cfg.proxies_per_class
         proxy_loss = tt.MultiProxyLoss(
@@ -193,7 +198,7 @@ def train(method: str, data: Split, cfg: Config, seed: int) -> dict[str, Any]:
     elif method == "sc":
         sc = tt.SelectivelyContrastiveLoss(cfg.sc_lam, cfg.sc_tau)
         loss_fn = lambda e, y, b: sc(e, y)  # noqa: E731
-    elif rep_anchors:
+    elif method.endswith("_rep"):  # representative anchors only
         assert isinstance(sampler, tt.RepresentativeBatchSampler)
         mask = sampler.anchor_mask()
         rep = tt.RepresentativeTripletLoss(cfg.margin, normalize=True)
@@ -201,6 +206,21 @@ def train(method: str, data: Split, cfg: Config, seed: int) -> dict[str, Any]:
     else:
         bh = tt.TripletMarginLoss(cfg.margin, normalize=True)
         loss_fn = lambda e, y, b: bh(e, y)  # noqa: E731
+    return loss_fn, proxy_loss
+
+
+def train(method: str, data: Split, cfg: Config, seed: int) -> dict[str, Any]:
+    """Train one method with one seed; test metrics of the best validation epoch."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    torch.manual_seed(seed)
+    xtr, ytr = data.x["train"], data.y["train"]
+    model = mlp(cfg)
+    ynp = ytr.numpy()
+    steps = max(1, len(ynp) // (cfg.classes_per_batch * cfg.samples_per_class))
+    hcm = method.startswith("rb_hcm")
+    sampler = _sampler(method, ynp, cfg, steps, seed)
+    loss_fn, proxy_loss = _loss(method, cfg, model, xtr, ytr, sampler)
 
     def optimizer() -> torch.optim.Optimizer:
         groups: list[dict[str, Any]] = [{"params": model.parameters(), "lr": cfg.lr}]
@@ -247,7 +267,7 @@ def train(method: str, data: Split, cfg: Config, seed: int) -> dict[str, Any]:
             if reg is not None:
                 loss = loss + reg()
             opt.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
             opt.step()
             if hcm:
                 assert isinstance(sampler, tt.RepresentativeBatchSampler)

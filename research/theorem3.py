@@ -29,11 +29,10 @@ repository root.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,426 +41,62 @@ import numpy as np
 import numpy.typing as npt
 
 import tripletcore as tc
-from tripletcore.theory.lp import iso_distance_line, iso_lower_bound_lp
+from tripletcore.theory.lp import iso_distance_line
 
 from .common import log_to_stderr
+from .theorem3_bounds import (
+    Evaluation,
+    Solver,
+    best_upper,
+    evaluate,
+    lead_solver,
+    polish,
+    stand_in,
+    triplet_array,
+)
+from .theorem3_configs import (
+    SearchConfig,
+    family_names,
+    hand_cases,
+    has_triplet,
+    initial_configs,
+    make_config,
+)
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-Solver = Callable[[F64, I64, int, int], tuple[F64, str]]
+
 
 # ``lower > (1 + _CLAIM_SLACK) 2 L`` counts as a counterexample: L itself is
 # a float64 value, so a ratio of 2 up to rounding is no evidence.
 _CLAIM_SLACK = 1e-9
 
 
-@dataclass(frozen=True)
-class SearchConfig:
-    """Sizes of the search; :meth:`quick` is the CI preset (< 20 s)."""
-
-    configs: int = 240
-    max_points: int = 10
-    solver_steps: int = 300
-    line_lps: int = 200  # LP budget of the line branch and bound
-    climb_line_lps: int = 80
-    polish_iter: int = 100
-    lower_starts: int = 6
-    lower_steps: int = 40
-    upper_starts: int = 4
-    upper_steps: int = 20
-    lp_starts: int = 4
-    lp_steps: int = 60
-    final_seeds: int = 2
-    worst_kept: int = 5
-
-    @classmethod
-    def quick(cls) -> SearchConfig:
-        return cls(
-            configs=16,
-            max_points=7,
-            solver_steps=80,
-            line_lps=60,
-            climb_line_lps=30,
-            polish_iter=60,
-            lower_starts=2,
-            lower_steps=6,
-            upper_starts=1,
-            upper_steps=3,
-            lp_starts=1,
-            lp_steps=5,
-            final_seeds=1,
-            worst_kept=3,
-        )
-
-
-@dataclass
-class Evaluation:
-    """Bounds for one configuration. ``lower`` is certified; ``upper`` is
-    ``d_iso(X, Y)`` for the verified TS ``Y``; NaN where not computed."""
-
-    family: str
-    X: F64
-    labels: I64
-    hardest: float
-    lp: float = math.nan
-    line_lower: float = math.nan
-    line_exact: bool = False
-    upper: float = math.nan
-    upper_method: str = ""
-    Y: F64 | None = None
-
-    @property
-    def lower(self) -> float:
-        vals = [self.hardest / 2.0, self.lp, self.line_lower]
-        return max(v for v in vals if not math.isnan(v))
-
-    def ratio(self, what: str) -> float:
-        value = {"lp": self.lp, "lower": self.lower, "line": self.line_lower, "upper": self.upper}
-        return value[what] / self.hardest
-
-    def summary(self) -> dict[str, Any]:
-        def num(v: float) -> float | None:
-            return None if math.isnan(v) else float(v)
-
-        return {
-            "family": self.family,
-            "N": int(self.X.shape[0]),
-            "n": int(self.X.shape[1]),
-            "labels": [int(v) for v in self.labels],
-            "L": self.hardest,
-            "lp_lower": num(self.lp),
-            "line_lower": num(self.line_lower),
-            "line_exact": self.line_exact,
-            "lower": self.lower,
-            "upper": num(self.upper),
-            "upper_method": self.upper_method,
-            "lp_over_L": num(self.ratio("lp")),
-            "lower_over_L": self.ratio("lower"),
-            "upper_over_L": num(self.ratio("upper")),
-        }
-
-
-# ---------------------------------------------------------------- upper bounds
-
-
-def lead_solver() -> Solver | None:
-    """The lead solver, or None while :mod:`tripletcore.theory` is missing."""
-    try:
-        from tripletcore.theory import nearest_triplet_separated
-    except ImportError:
-        return None
-
-    def solve(x: F64, lab: I64, steps: int, seed: int) -> tuple[F64, str]:
-        r = nearest_triplet_separated(x, lab, "iso", steps=steps, seed=seed)
-        return np.asarray(r.Y, dtype=np.float64), f"theory:{r.method}"
-
-    return solve
-
-
-def stand_in(x: F64, lab: I64) -> list[tuple[F64, str]]:
-    """Configurations that are always TS: everything at one point, and every
-    class at its own centroid (same-class distances 0)."""
-    collapse = np.broadcast_to(x.mean(axis=0), x.shape).copy()
-    classes = x.copy()
-    for c in np.unique(lab):
-        classes[lab == c] = x[lab == c].mean(axis=0)
-    return [(collapse, "collapse"), (classes, "class_collapse")]
-
-
-def triplet_array(lab: I64) -> I64:
-    """All (anchor, positive, negative) index triples."""
-    same = lab[:, None] == lab[None, :]
-    a, p = np.nonzero(same & ~np.eye(lab.size, dtype=bool))
-    rows = [
-        (int(i), int(j), int(q))
-        for i, j in zip(a, p, strict=True)
-        for q in np.flatnonzero(~same[i])
-    ]
-    return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
-
-
-def polish(x: F64, lab: I64, y0: F64, maxiter: int, unit: float, margin: float = 1e-6) -> F64:
-    """SLSQP on ``min t`` s.t. ``| ||y_i - y_j|| - d_ij | <= t`` and
-    ``||y_a - y_n|| - ||y_a - y_p|| >= margin`` from ``y0``: a local method on
-    the exact minimax problem. It works in units of ``unit`` (pass ``L``):
-    SLSQP's tolerances are absolute, and a tiny violation next to a large
-    spread otherwise stalls it. ``margin`` (in those units) leaves room for
-    the exact checker; the caller verifies anyway."""
-    optimize = importlib.import_module("scipy.optimize")  # importlib: no scipy stubs needed
-    centre = x.mean(axis=0)
-    x = (x - centre) / unit
-    y0 = (y0 - centre) / unit
-    m, n = x.shape
-    iu, ju = np.triu_indices(m, 1)
-    pairs = iu.size
-    index = np.zeros((m, m), dtype=np.int64)
-    index[iu, ju] = index[ju, iu] = np.arange(pairs)
-    d = np.sqrt(((x[iu] - x[ju]) ** 2).sum(axis=1))
-    scale = float(d.max())
-    trip = triplet_array(lab)
-    kp, kn = index[trip[:, 0], trip[:, 1]], index[trip[:, 0], trip[:, 2]]
-
-    def dists(z: F64) -> tuple[F64, F64]:
-        y = z[:-1].reshape(m, n)
-        diff = y[iu] - y[ju]
-        return np.sqrt((diff * diff).sum(axis=1)), diff
-
-    def cons(z: F64) -> F64:
-        dz, _ = dists(z)
-        return np.concatenate([z[-1] - (dz - d), z[-1] + (dz - d), dz[kn] - dz[kp] - margin])
-
-    def jac(z: F64) -> F64:
-        dz, diff = dists(z)
-        u = diff / np.maximum(dz, 1e-12 * scale)[:, None]
-        jd = np.zeros((pairs, m, n))
-        jd[np.arange(pairs), iu] = u
-        jd[np.arange(pairs), ju] = -u
-        flat = jd.reshape(pairs, m * n)
-        one = np.ones((pairs, 1))
-        return np.vstack(
-            [
-                np.hstack([-flat, one]),
-                np.hstack([flat, one]),
-                np.hstack([flat[kn] - flat[kp], np.zeros((kp.size, 1))]),
-            ]
-        )
-
-    d0, _ = dists(np.append(y0.ravel(), 0.0))
-    z0 = np.append(y0.ravel(), float(np.abs(d0 - d).max()))
-    c = np.zeros(z0.size)
-    c[-1] = 1.0
-    res = optimize.minimize(
-        lambda z: z[-1],
-        z0,
-        jac=lambda z: c,
-        constraints=[{"type": "ineq", "fun": cons, "jac": jac}],
-        method="SLSQP",
-        options={"maxiter": maxiter, "ftol": 1e-12},
-    )
-    return np.asarray(centre + unit * res.x[:-1].reshape(m, n), dtype=np.float64)
-
-
-def best_upper(
-    x: F64,
-    lab: I64,
-    cfg: SearchConfig,
-    seeds: Sequence[int],
-    extra: Sequence[tuple[F64, str]] = (),
-) -> tuple[float, F64, str]:
-    """The smallest ``d_iso(X, Y)`` over the candidates that the exact
-    checker confirms TS (the stand-ins always are)."""
-    cands = stand_in(x, lab) + list(extra)
-    solver = lead_solver()
-    if solver is not None:
-        cands += [solver(x, lab, cfg.solver_steps, s) for s in seeds]
-    best: tuple[float, F64, str] | None = None
-
-    def consider(y: F64, how: str) -> None:
-        nonlocal best
-        if tc.is_triplet_separated(y, lab):
-            v = tc.isometric_error(x, y).distance
-            if best is None or v < best[0]:
-                best = (v, y, how)
-
-    for y, how in cands:
-        consider(y, how)
-    assert best is not None
-    if cfg.polish_iter > 0:
-        big_l = tc.hardest_triplet(x, lab).value
-        for y0, how in ((best[1], best[2] + "+slsqp"), (x, "slsqp")):
-            for margin in (1e-6, 1e-3):
-                y = polish(x, lab, y0, cfg.polish_iter, big_l, margin)
-                if tc.is_triplet_separated(y, lab):
-                    consider(y, how)
-                    break
-    return best
-
-
-# ---------------------------------------------------------------- evaluation
-
-
-def has_triplet(lab: I64) -> bool:
-    _, counts = np.unique(lab, return_counts=True)
-    return counts.size >= 2 and int(counts.max()) >= 2
-
-
-def evaluate(
-    family: str,
-    x: F64,
-    lab: I64,
-    cfg: SearchConfig,
-    *,
-    upper: bool = True,
-    line_lps: int | None = None,
-    seeds: Sequence[int] = (0,),
-) -> Evaluation | None:
-    """All bounds for one configuration; None when it is already TS (L = 0)."""
-    big_l = tc.hardest_triplet(x, lab).value
-    if big_l <= 0.0:
-        return None
-    ev = Evaluation(family, x, lab, big_l)
-    ev.lp = iso_lower_bound_lp(x, lab, max_points=16)
-    extra: list[tuple[F64, str]] = []
-    budget = cfg.line_lps if line_lps is None else line_lps
-    if x.shape[1] == 1 and budget > 0:
-        line = iso_distance_line(x, lab, max_lps=budget)
-        ev.line_lower, ev.line_exact = line.lower, line.exact
-        extra.append((line.Y, "line_bb"))
-    if upper:
-        ev.upper, ev.Y, ev.upper_method = best_upper(x, lab, cfg, seeds, extra)
-    return ev
-
-
-# ---------------------------------------------------------------- configurations
-
-
-def _labels(rng: np.random.Generator, m: int, k: int) -> I64:
-    while True:
-        lab = rng.integers(0, k, m).astype(np.int64)
-        if has_triplet(lab):
-            return lab
-
-
-def _embed(line: F64, n: int, rng: np.random.Generator) -> F64:
-    """Points given by 1-D coordinates, placed on a random line in R^n."""
-    u = rng.standard_normal(n)
-    return np.outer(line, u / np.linalg.norm(u))
-
-
-def family_names() -> tuple[str, ...]:
-    return (
-        "gaussian",
-        "line",
-        "near_dups",
-        "surrounded",
-        "alternating",
-        "clusters",
-        "blocks",
-        "hub",
-        "chain",
-    )
-
-
-def make_config(kind: str, rng: np.random.Generator, max_points: int) -> tuple[F64, I64]:
-    """One labelled configuration of the family ``kind`` (N <= max_points)."""
-    m = int(rng.integers(3, max_points + 1))
-    n = int(rng.integers(1, 4))
-    k = int(rng.integers(2, 5))
-    if kind == "gaussian":
-        return rng.standard_normal((m, n)), _labels(rng, m, k)
-    if kind == "line":
-        return _embed(rng.uniform(0.0, 1.0, m), n, rng), _labels(rng, m, k)
-    if kind == "near_dups":
-        base = rng.standard_normal((max(2, m // 2), n))
-        x = base[rng.integers(0, base.shape[0], m)] + 1e-3 * rng.standard_normal((m, n))
-        return x, _labels(rng, m, k)
-    if kind == "surrounded":
-        # class 0 in a small ball; the others around it, slightly too close
-        inner = max(2, m // 3)
-        r = 1.0
-        x = np.empty((m, n))
-        x[:inner] = rng.uniform(-r, r, (inner, n)) / math.sqrt(n)
-        dirs = rng.standard_normal((m - inner, n))
-        dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-        x[inner:] = dirs * rng.uniform(0.7 * r, 1.6 * r, (m - inner, 1))
-        lab = np.concatenate([np.zeros(inner), 1 + rng.integers(0, k - 1, m - inner)])
-        return x, lab.astype(np.int64)
-    if kind == "alternating":
-        # a chain with classes 0,1,..,k-1,0,1,.. (zig-zag off the line for n > 1)
-        x = np.zeros((m, n))
-        x[:, 0] = np.arange(m) + 0.2 * rng.standard_normal(m)
-        if n > 1:
-            x[:, 1] = 0.5 * (np.arange(m) % 2) * rng.uniform(0.0, 1.0)
-        return x, (np.arange(m) % k).astype(np.int64)
-    if kind == "clusters":
-        # k balls of radius 1 whose centres are barely 2 apart: small violations
-        kk = min(k, m - 1)
-        centres = rng.standard_normal((kk, n))
-        centres *= 2.0 / max(1e-9, _min_gap(centres)) * rng.uniform(0.8, 1.1)
-        lab = np.concatenate([np.arange(kk), rng.integers(0, kk, m - kk)]).astype(np.int64)
-        offs = rng.standard_normal((m, n))
-        offs /= np.maximum(np.linalg.norm(offs, axis=1, keepdims=True), 1e-12)
-        return centres[lab] + offs * rng.uniform(0.5, 1.0, (m, 1)), lab
-    if kind == "blocks":
-        # classes as intervals of length 1 with gaps 1 - eps: every violation is eps
-        # but they chain along the whole line
-        kk = min(k, m // 2)
-        sizes = np.full(kk, m // kk)
-        sizes[: m % kk] += 1
-        eps = rng.uniform(0.01, 0.3)
-        coords: list[float] = []
-        labs: list[int] = []
-        start = 0.0
-        for c in range(len(sizes)):
-            for t in np.linspace(0.0, 1.0, int(sizes[c])):
-                coords.append(start + float(t))
-                labs.append(c % 2 if rng.uniform() < 0.5 else c)
-            start += 2.0 - eps
-        lab = np.asarray(labs, dtype=np.int64)
-        if not has_triplet(lab):
-            lab = np.arange(m, dtype=np.int64) // 2 % max(2, kk)
-        return _embed(np.asarray(coords), n, rng), lab
-    if kind == "hub":
-        # one point of class 1 coinciding with a point of class 0 in the middle
-        # of class 0: every anchor sees a negative at distance ~0 (cf. docs)
-        x = rng.standard_normal((m, n))
-        lab = np.zeros(m, dtype=np.int64)
-        lab[-1] = 1
-        x[-1] = x[0] + 1e-6 * rng.standard_normal(n)
-        if k > 2 and m > 4:
-            lab[1:3] = 2
-        return x, lab
-    if kind == "chain":
-        # pairs of one class 2 apart with a point of another class in between,
-        # the pairs 1 apart: the pattern of the worst line cases (docs)
-        pairs = max(1, min(3, m // 3))
-        coords, labs = [], []
-        for k in range(pairs):
-            coords += [3.0 * k, 3.0 * k + 1.0, 3.0 * k + 2.0]
-            labs += [k, pairs + k if rng.uniform() < 0.7 else int(rng.integers(0, pairs)), k]
-        line = np.asarray(coords) + rng.uniform(0.0, 0.15) * rng.standard_normal(len(coords))
-        lab = np.asarray(labs, dtype=np.int64)
-        if not has_triplet(lab):
-            lab[1] = pairs
-        return _embed(line, n, rng), lab
-    raise ValueError(f"unknown family {kind!r}")
-
-
-def _min_gap(c: F64) -> float:
-    if c.shape[0] < 2:
-        return 1.0
-    d = np.sqrt(((c[:, None] - c[None]) ** 2).sum(axis=2))
-    return float(d[np.triu_indices(c.shape[0], 1)].min())
-
-
-def hand_cases() -> list[tuple[str, F64, I64]]:
-    """Configurations worked out by hand in ``research/theorem3.md``."""
-    return [
-        ("hand:line3", np.array([[0.0], [2.0], [1.0]]), np.array([0, 0, 1])),
-        ("hand:line4", np.array([[0.0], [1.0], [1.0], [2.0]]), np.array([0, 0, 1, 0])),
-        (
-            "hand:line4_in_plane",
-            np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0], [2.0, 0.0]]),
-            np.array([0, 0, 1, 0]),
-        ),
-        # a pair 2 apart around a singleton, twice: 1.5 L on the line
-        ("hand:chain2", np.arange(6.0)[:, None], np.array([0, 2, 0, 1, 3, 1])),
-        (
-            "hand:chain2_in_plane",
-            np.column_stack([np.arange(6.0), np.zeros(6)]),
-            np.array([0, 2, 0, 1, 3, 1]),
-        ),
-    ]
-
-
-def initial_configs(cfg: SearchConfig, rng: np.random.Generator) -> Iterator[tuple[str, F64, I64]]:
-    yield from hand_cases()
-    kinds = family_names()
-    for i in range(cfg.configs):
-        kind = kinds[i % len(kinds)]
-        x, lab = make_config(kind, rng, cfg.max_points)
-        if has_triplet(lab):
-            yield kind, np.ascontiguousarray(x, dtype=np.float64), lab
+__all__ = [
+    "Evaluation",
+    "Report",
+    "SearchConfig",
+    "Solver",
+    "best_upper",
+    "check_counterexample",
+    "climb",
+    "climb_starts",
+    "command",
+    "evaluate",
+    "family_names",
+    "hand_cases",
+    "has_triplet",
+    "initial_configs",
+    "lead_solver",
+    "main",
+    "make_config",
+    "perturb",
+    "polish",
+    "run",
+    "stand_in",
+    "triplet_array",
+    "write_outputs",
+]
 
 
 # ---------------------------------------------------------------- local search

@@ -46,7 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_demo_command(sub)
+    _add_analyze_command(sub)
+    return parser
 
+
+def _add_demo_command(sub: argparse._SubParsersAction[_Parser]) -> None:
     demo = sub.add_parser(
         "demo",
         help="train an embedding of handwritten digits with batch-hard triplet loss",
@@ -106,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+def _add_analyze_command(sub: argparse._SubParsersAction[_Parser]) -> None:
     an = sub.add_parser(
         "analyze",
         help="retrieval metrics, Triplet-Separation and collapse indicators of an embedding",
@@ -153,7 +160,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--margin", type=float, default=0.2, help="margin of the at-margin indicator (default 0.2)"
     )
     an.add_argument("--seed", type=int, default=0)
-    return parser
 
 
 # ---------------------------------------------------------------- input checks
