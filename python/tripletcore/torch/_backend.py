@@ -139,6 +139,28 @@ class TorchBackend(Protocol):
         ...
 
 
+def reference_rows(
+    x: Tensor,
+    labels: Tensor,
+    ref: Tensor | None,
+    ref_labels: Tensor | None,
+    ref_follows_batch: bool,
+) -> tuple[Tensor | None, Tensor | None, int | None]:
+    """``(ref, ref_labels, self_offset)`` for a kernel that mines against one reference set.
+
+    Maps the protocol's three reference modes onto one set: ``ref=None``
+    (the batch itself, query i excluded: offset 0), a separate ``ref``
+    (every same-label row eligible: offset ``None``) and
+    ``ref_follows_batch`` (the batch followed by ``ref``, query i excluded:
+    offset 0; a tie goes to the batch, which comes first).
+    """
+    if ref is None or ref_labels is None:
+        return ref, ref_labels, 0
+    if ref_follows_batch:
+        return torch.cat([x, ref]), torch.cat([labels, ref_labels]), 0
+    return ref, ref_labels, None
+
+
 # Registration order is the preference order of backend="auto".
 _REGISTRY: dict[str, TorchBackend] = {}
 _BUILTINS_LOADED = False

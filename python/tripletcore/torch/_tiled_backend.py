@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._backend import reference_rows
 from ._checks import compute_dtype
 from ._tiled import mine_batch_hard, mine_semi_hard
 from ._tiled_batch_all import BatchAllLoss
@@ -60,12 +61,7 @@ class TiledBackend:
         ref_follows_batch: bool = False,
         chunk_size: int | None = None,
     ) -> tuple[Tensor, Tensor]:
-        offset: int | None = 0
-        if ref is not None and ref_labels is not None:
-            if ref_follows_batch:
-                ref, ref_labels = torch.cat([x, ref]), torch.cat([labels, ref_labels])
-            else:
-                offset = None
+        ref, ref_labels, offset = reference_rows(x, labels, ref, ref_labels, ref_follows_batch)
         return mine_batch_hard(x, labels, metric, ref, ref_labels, offset, chunk_size)
 
     def mine_semi_hard(

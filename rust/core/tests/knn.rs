@@ -5,7 +5,7 @@
 use tripletcore_core::{knn, Matrix, Metric, Real};
 
 mod common;
-use common::{is_f32, oracle_d2, oracle_dist, rounded, Rng, EUCLIDEAN, METRICS};
+use common::{is_f32, oracle_d2, oracle_dist, pow2_multiples, rounded, Rng, EUCLIDEAN, METRICS};
 
 /// For every row of `x`, all rows of `y` as (squared distance, index),
 /// nearest first, ties by the lowest index.
@@ -147,16 +147,7 @@ fn integer_grid_ties_and_duplicates() {
 fn cosine_ties_from_power_of_two_multiples() {
     let mut rng = Rng(4);
     let d = 6;
-    // Rows are 2^e times one of 12 random directions: equal unit vectors bit
-    // for bit, so cosine distances tie exactly (and only there: rounding
-    // could split a tie between distinct directions).
-    let dirs = rng.gaussian(12 * d, 0.0, 1.0);
-    let x: Vec<f64> = (0..250)
-        .flat_map(|i| {
-            let scale = 2f64.powi(rng.below(7) as i32 - 3);
-            dirs[(i % 12) * d..][..d].iter().map(move |v| v * scale)
-        })
-        .collect();
+    let x = pow2_multiples(&mut rng, 250, 12, d);
     check_all(&x, d, &[1, 4, 30], &METRICS, "pow2 multiples");
 }
 

@@ -8,7 +8,7 @@
 use tripletcore_core::{semi_hard, Fallback, Matrix, Metric, Real};
 
 mod common;
-use common::{is_f32, oracle_d2, oracle_dist, rounded, Rng, EUCLIDEAN, METRICS};
+use common::{is_f32, oracle_d2, oracle_dist, pow2_multiples, rounded, Rng, EUCLIDEAN, METRICS};
 
 const FALLBACKS: [Fallback; 3] = [Fallback::Hardest, Fallback::Easiest, Fallback::Drop];
 
@@ -178,16 +178,7 @@ fn integer_grid_ties_and_duplicates() {
 fn cosine_ties_from_power_of_two_multiples() {
     let mut rng = Rng(14);
     let d = 5;
-    // Rows are 2^e times one of 9 random directions: equal unit vectors bit
-    // for bit, so cosine distances tie exactly (and only there: rounding
-    // could split a tie between distinct directions).
-    let dirs = rng.gaussian(9 * d, 0.0, 1.0);
-    let x: Vec<f64> = (0..120)
-        .flat_map(|i| {
-            let scale = 2f64.powi(rng.below(7) as i32 - 3);
-            dirs[(i % 9) * d..][..d].iter().map(move |v| v * scale)
-        })
-        .collect();
+    let x = pow2_multiples(&mut rng, 120, 9, d);
     let l = labels(&mut rng, 120, 4);
     check_all(&x, d, &l, &METRICS, 1.0, "pow2 multiples");
 }

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..._errors import InputError
+from .._backend import reference_rows
 from .._checks import compute_dtype
 from .._tiled import mine_semi_hard as tiled_semi_hard
 from .._tiled_backend import tiled_loss
@@ -83,13 +84,7 @@ class TritonBackend:
     ) -> tuple[Tensor, Tensor]:
         from ._mining import mine_batch_hard
 
-        offset: int | None = 0
-        if ref is not None and ref_labels is not None:
-            if ref_follows_batch:
-                # indices into the concatenation; a tie goes to the batch, which comes first
-                ref, ref_labels = torch.cat([x, ref]), torch.cat([labels, ref_labels])
-            else:
-                offset = None
+        ref, ref_labels, offset = reference_rows(x, labels, ref, ref_labels, ref_follows_batch)
         return mine_batch_hard(x, labels, metric, ref, ref_labels, offset)
 
     def mine_semi_hard(

@@ -82,3 +82,17 @@ pub fn oracle_dist(d2: f64, metric: Metric) -> f64 {
         Metric::Cosine => 0.5 * d2,
     }
 }
+
+/// `rows` rows of dimension `d`, each 2^e (e in -3..=3) times one of `dirs`
+/// random directions: equal unit vectors bit for bit, so cosine distances
+/// tie exactly (and only there: rounding could split a tie between distinct
+/// directions).
+pub fn pow2_multiples(rng: &mut Rng, rows: usize, dirs: usize, d: usize) -> Vec<f64> {
+    let base = rng.gaussian(dirs * d, 0.0, 1.0);
+    let mut out = Vec::with_capacity(rows * d);
+    for i in 0..rows {
+        let scale = 2f64.powi(rng.below(7) as i32 - 3);
+        out.extend(base[(i % dirs) * d..][..d].iter().map(|v| v * scale));
+    }
+    out
+}
