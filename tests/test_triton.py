@@ -173,6 +173,66 @@ def test_other_minings_equal_rust(mining: str) -> None:
         assert torch.equal(a, b)
 
 
+SEMI_CASES = [
+    # (kind, metric, dtype, fallback, margin): every kind, metric, fallback, dtype,
+    # and the margins 0 (an empty window), inf (no upper edge) and a wide one
+    ("grid", "euclidean", torch.float32, "hardest", 1.0),
+    ("grid", "sqeuclidean", torch.float64, "easiest", 0.0),
+    ("grid", "cosine", torch.float32, "drop", 0.2),
+    ("duplicates", "euclidean", torch.float64, "drop", float("inf")),
+    ("duplicates", "cosine", torch.float64, "hardest", 0.5),
+    ("far", "euclidean", torch.float32, "easiest", 0.5),
+    ("far", "sqeuclidean", torch.float32, "hardest", 3.0),
+    ("singletons", "cosine", torch.float32, "easiest", 0.2),
+    ("one_class", "euclidean", torch.float32, "hardest", 0.2),
+    ("random", "sqeuclidean", torch.float64, "drop", 0.2),
+    ("random", "euclidean", torch.float32, "hardest", float("inf")),
+]
+
+
+@pytest.mark.parametrize(("kind", "metric", "dtype", "fallback", "margin"), SEMI_CASES)
+def test_semi_hard_triplets_equal_rust(
+    kind: str, metric: str, dtype: torch.dtype, fallback: str, margin: float
+) -> None:
+    x, labels = _data(kind, dtype, n=24)
+    if metric == "cosine" and kind == "grid":
+        x[(x == 0).all(dim=1)] = 1.0
+    from tripletcore.torch._backend import resolve_backend
+
+    got = resolve_backend("triton", x.device).mine_semi_hard(x, labels, margin, metric, fallback)
+    want = resolve_backend("rust", x.device).mine_semi_hard(x, labels, margin, metric, fallback)
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_semi_hard_screen_flags_near_ties() -> None:
+    """Integer grids tie distances exactly: the screen must send such rows to
+    the float64 settle (a screen that never flags would mine other negatives)."""
+    from tripletcore.torch.triton import _semi, _semi_kernels
+
+    x, labels = _data("grid", torch.float32, n=24)
+    pidx = _semi.positive_table(labels)
+    space = _semi._Space(x, None, "euclidean")
+    out = torch.empty_like(pidx)
+    flag = torch.empty(x.shape[0], dtype=torch.int8)
+    z = space.zx.contiguous()
+    _semi_kernels.semi_screen_kernel[(2,)](
+        z, space.nx.contiguous(), _semi._tolerance(space).contiguous(), labels, pidx, out, flag,
+        torch.full((1,), 1.0), x.shape[0], z.shape[1], z.stride(0), pidx.shape[1], 0, 0,
+        METRIC=0, REL=2.0**-20, BM=16, BN=16, BD=16, PC=8,
+    )  # fmt: skip
+    assert 0 < int(flag.sum()) < x.shape[0]
+
+
+def test_positive_table() -> None:
+    from tripletcore.torch.triton._semi import positive_table
+
+    labels = torch.tensor([3, 1, 3, 3, 7, 1])
+    want = [[2, 3], [5, -1], [0, 3], [0, 2], [-1, -1], [1, -1]]
+    assert positive_table(labels).tolist() == want
+    assert positive_table(torch.tensor([4, 5])).shape == (2, 0)
+
+
 def test_bad_input_names_the_argument() -> None:
     x, labels = _data("random", torch.float32, n=16)
     bad = x.clone()

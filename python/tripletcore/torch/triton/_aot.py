@@ -73,6 +73,36 @@ def _variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
                 out.append((name, k.hard_screen_kernel, sig, consts))
     out += _loss_variants()
     out += _settle_variants()
+    out += _semi_variants()
+    return out
+
+
+def _semi_variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
+    from . import _semi_kernels as k
+
+    out = []
+    for dtype in ("fp32", "fp64"):
+        f = f"*{dtype}"
+        ints = {p: "i32" for p in ("n", "dim", "stride", "pmax", "fallback", "inf_margin")}
+        for mname, metric in (("euc", 0), ("sqeuc", 1), ("cos", 2)):
+            sig = {
+                "z_ptr": f, "nz_ptr": f, "tol_ptr": f, "lab_ptr": "*i64", "pidx_ptr": "*i64",
+                "out_ptr": "*i64", "flag_ptr": "*i8", "margin_ptr": f, **ints,
+                "METRIC": "constexpr", "REL": "constexpr", "BM": "constexpr",
+                "BN": "constexpr", "BD": "constexpr", "PC": "constexpr",
+            }  # fmt: skip
+            consts = {
+                "METRIC": metric, "REL": 2.0**-20 if dtype == "fp32" else 2.0**-49,
+                **dict(zip(("BM", "BN", "BD", "PC"), k.SCREEN_BLOCKS[dtype], strict=True)),
+            }  # fmt: skip
+            out.append((f"semi_screen[{dtype},{mname}]", k.semi_screen_kernel, sig, consts))
+            sig = {
+                "x_ptr": f, "lab_ptr": "*i64", "pidx_ptr": "*i64", "out_ptr": "*i64",
+                "flag_ptr": "*i8", "margin_ptr": "*fp64", **ints,
+                "METRIC": "constexpr", "BN": "constexpr", "PC": "constexpr", "LN": "constexpr",
+            }  # fmt: skip
+            consts = {"METRIC": metric, "BN": k.SETTLE_BLOCK_N, "PC": k.SETTLE_SLOTS, "LN": k.LANES}
+            out.append((f"semi_settle[{dtype},{mname}]", k.semi_settle_kernel, sig, consts))
     return out
 
 
@@ -180,7 +210,7 @@ def compile_all(archs: list[int], only: str = "") -> list[KernelReport]:
             if not any(part in name for part in only.split("|")):
                 continue
             # the settle must not contract mul + add (the Rust sums round both)
-            options = {"enable_fp_fusion": not name.startswith("hard_settle")}
+            options = {"enable_fp_fusion": "_settle[" not in name}
             compiled = triton.compile(ASTSource(fn, sig, consts), target=target, options=options)
             if not options["enable_fp_fusion"] and "fma.rn.f64" in compiled.asm["ptx"]:
                 raise RuntimeError(f"{name}: FMA in the exact sums (sm_{arch})")

@@ -1,10 +1,12 @@
 """The ``backend="triton"`` object (the ``torch._backend`` protocol).
 
 Batch-hard mining (loss, ``BatchHardMiner``, the reference set and the
-cross-batch memory) runs on the Triton screen with the exact float64 settle
-(``_mining``). Semi-hard mining and the batch-all loss are served by the tiled
-torch path on the same device (no Triton kernel for them yet), so the backend
-answers every call of the protocol with the Rust kernels' choices.
+cross-batch memory) and semi-hard mining (loss, ``SemiHardMiner``) run on
+Triton screens with exact float64 settles (``_mining``, ``_semi``); the
+batch-hard loss and its backward are Triton kernels (``_loss``), the
+semi-hard loss torch ops on the mined triplets. The batch-all loss is served
+by the tiled torch path on the same device (no Triton kernel for it yet), so
+the backend answers every call of the protocol with the Rust kernels' choices.
 
 Triton is imported on first use, not with this module: registering the
 backend costs nothing where Triton is missing, and ``check_device`` then says
@@ -22,8 +24,8 @@ from torch import Tensor
 from ..._errors import InputError
 from .._backend import reference_rows
 from .._checks import compute_dtype
-from .._tiled import mine_semi_hard as tiled_semi_hard
 from .._tiled_backend import tiled_loss
+from .._triplets import triplet_loss
 
 
 def triton_available() -> bool:
@@ -97,7 +99,9 @@ class TritonBackend:
         *,
         chunk_size: int | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        return tiled_semi_hard(x, labels, margin, metric, fallback, chunk_size)
+        from ._semi import mine_semi_hard
+
+        return mine_semi_hard(x, labels, margin, metric, fallback)
 
     def loss(
         self,
@@ -112,13 +116,17 @@ class TritonBackend:
         *,
         chunk_size: int | None = None,
     ) -> Tensor:
-        if mining != "batch_hard":
+        if mining == "batch_all":
             return tiled_loss(
                 x, labels, margin, mining, metric, soft, reduction, fallback, chunk_size
             )
+        x = x.to(compute_dtype(x.dtype))
+        if mining == "semi_hard":
+            with torch.no_grad():
+                a, p, q = self.mine_semi_hard(x.detach(), labels, margin, metric, fallback)
+            return triplet_loss(x, None, a, p, q, margin, metric, soft, reduction)
         from ._loss import hard_loss
 
-        x = x.to(compute_dtype(x.dtype))
         with torch.no_grad():
             pos, neg = self.mine_batch_hard(x.detach(), labels, metric)
         return hard_loss(x, pos, neg, margin, metric, soft, reduction)
