@@ -35,7 +35,8 @@ EXACT_SLOTS = 8
 LANES = 16
 # float64 exp(v) underflows to 0 below this: softplus(v) is then 0 in the Rust kernel
 SOFTPLUS_ZERO = tl.constexpr(-745.1332191019412)
-NEAR = tl.constexpr(1024.0)  # keys within NEAR x their error bound are "near-coincident" (euclidean)
+# keys within NEAR x their error bound are "near-coincident" (euclidean)
+NEAR = tl.constexpr(1024.0)
 
 
 @triton.jit
