@@ -227,11 +227,12 @@ def ba_exact_fwd_kernel(x_ptr, lab_ptr, pidx_ptr, flag_ptr, loss_ptr, cnt_ptr, m
 
 @triton.jit
 def _scatter_pairs(gz_ptr, z_ptr, rows64, cols64, r_ok, c_ok, v, dim, stride,
-                   BD: tl.constexpr):  # fmt: skip
+                   SD: tl.constexpr):  # fmt: skip
     """``g[a] += sum_j v[a, j] (z_a - z_j)`` and ``g[j] -= sum_a v[a, j] (z_a - z_j)``,
-    on coordinate differences (the expanded form ``(sum_j v) z_a - v @ z`` cancels)."""
-    dk = tl.arange(0, BD)
-    for k0 in range(0, dim, BD):
+    on coordinate differences (the expanded form ``(sum_j v) z_a - v @ z`` cancels),
+    ``SD`` features at a time (the [BM, BN, SD] block must fit the registers)."""
+    dk = tl.arange(0, SD)
+    for k0 in range(0, dim, SD):
         kk = k0 + dk
         k_ok = kk < dim
         ma = r_ok[:, None] & k_ok[None, :]
@@ -283,7 +284,7 @@ def ba_bwd_kernel(z_ptr, nz_ptr, lab_ptr, pidx_ptr, tk_ptr, flag_ptr, gs_ptr, wa
             tl.store(wap_ptr + at, w + tl.sum(wt, axis=2), mask=s_ok)
         vv = w_an * _pair_factor(dan, METRIC) * gs[:, None]
         _scatter_pairs(gz_ptr, z_ptr, rows64, cols.to(tl.int64), row_ok, col_ok, vv, dim, stride,
-                       BD)  # fmt: skip
+                       8)  # fmt: skip
     dk = tl.arange(0, BD)
     for p0 in range(0, pmax, PC):
         slots = p0 + tl.arange(0, PC)
