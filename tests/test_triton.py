@@ -328,8 +328,8 @@ def test_device_errors_say_what_to_use(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_aot_compile_sm80_sm90() -> None:
     """Three kernel variants (screen, exact settle without FMA, loss backward) through
-    ``python -m tripletcore.torch.triton --compile 80,90``; the CLI compiles all 30
-    without ``--only``."""
+    ``python -m tripletcore.torch.triton --compile 80,90``; the CLI compiles all 96
+    variants for each architecture without ``--only`` (CI runs that)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_DEFAULT_FP_FUSION"] = "1"
     res = subprocess.run(
@@ -359,6 +359,18 @@ def test_aot_compile_sm80_sm90() -> None:
         env=env,
     )
     assert bad.returncode != 0
+
+
+def test_only_explained_spills_pass() -> None:
+    from tripletcore.torch.triton._aot import KNOWN_SPILL_BYTES, KernelReport
+
+    def report(name: str, spill: int) -> KernelReport:
+        return KernelReport(name, 80, 168, spill, spill, 0)
+
+    assert not report("hard_screen[fp32,sq,self]", 0).unexplained_spill()
+    assert report("hard_screen[fp32,sq,self]", 8).unexplained_spill()
+    assert not report("semi_screen[fp64,euc]", 40).unexplained_spill()
+    assert report("semi_screen[fp64,euc]", KNOWN_SPILL_BYTES + 4).unexplained_spill()
 
 
 @pytest.mark.parametrize("metric", METRICS)

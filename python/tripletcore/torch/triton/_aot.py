@@ -17,6 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# Spills that are explained, and their bound: float64 kernels that call
+# libdevice's double-precision square root, division, exp or log (euclidean
+# distances, soft margins). The call convention saves registers to a small
+# stack frame, although the kernel stays well under the register limit.
+LIBDEVICE_CALLS = "float64 libdevice calls (sqrt, division, exp, log) save registers to the stack"
+KNOWN_SPILLS = {
+    "semi_screen[fp64,euc]": LIBDEVICE_CALLS,
+    "ba_fwd[fp64,euc,hinge]": LIBDEVICE_CALLS,
+    "ba_bwd[fp64,euc,hinge]": LIBDEVICE_CALLS,
+    "ba_exact_bwd_settle[fp32,euc,soft]": LIBDEVICE_CALLS,
+}
+KNOWN_SPILL_BYTES = 64
+
 
 @dataclass
 class KernelReport:
@@ -26,6 +39,13 @@ class KernelReport:
     spill_stores: int
     spill_loads: int
     shared_bytes: int
+
+    def unexplained_spill(self) -> bool:
+        """A spill that ``KNOWN_SPILLS`` does not explain, or one over its bound."""
+        spilled = max(self.spill_stores, self.spill_loads)
+        if not spilled:
+            return False
+        return self.name not in KNOWN_SPILLS or spilled > KNOWN_SPILL_BYTES
 
     def line(self) -> str:
         return (
@@ -116,7 +136,7 @@ def _batch_all_variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]
                     "flag_ptr": "*i8", "gs_ptr": f, "wap_ptr": f, "gz_ptr": f, "margin_ptr": f,
                     **ints,
                 }  # fmt: skip
-                consts = {"METRIC": metric, "SOFT": soft, **blocks}
+                consts = {"METRIC": metric, "SOFT": soft, **blocks, "SD": k.SCATTER[dtype]}
                 sig.update({c: "constexpr" for c in consts})
                 out.append((f"ba_bwd[{tag}]", k.ba_bwd_kernel, sig, consts))
                 sig = {

@@ -39,6 +39,7 @@ class _Parts:
             self.exact = x.contiguous()
         fp = "fp64" if x.dtype == torch.float64 else "fp32"
         self.blocks = k.BLOCKS[fp]
+        self.scatter = k.SCATTER[fp]
         self.eps = float(torch.finfo(x.dtype).eps)
         n, width = self.pidx.shape
         bm, _, bd, pc = self.blocks
@@ -89,7 +90,7 @@ def _backward(parts: _Parts, flag: Tensor, gs: Tensor, margin: float, soft: bool
     k.ba_bwd_kernel[(_cdiv(n, bm),)](
         z, parts.nz, parts.labels, parts.pidx, parts.tk, flag, gs.to(z.dtype).contiguous(), wap,
         gz, parts.margin(margin, z.dtype), n, z.shape[1], z.stride(0), width,
-        METRIC=parts.metric, SOFT=soft, BM=bm, BN=bn, BD=bd, PC=pc,
+        METRIC=parts.metric, SOFT=soft, BM=bm, BN=bn, BD=bd, PC=pc, SD=parts.scatter,
     )  # fmt: skip
     xe = parts.exact
     g64 = torch.zeros(xe.shape, dtype=torch.float64, device=z.device)

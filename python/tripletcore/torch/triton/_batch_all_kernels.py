@@ -30,6 +30,8 @@ from ._semi_kernels import _exact_sq, _key, _slot_keys
 
 # BM anchors, BN reference rows, BD features, PC positive slots per group
 BLOCKS = {"fp32": (16, 16, 16, 4), "fp64": (16, 16, 16, 2)}
+# features per step of the backward's [BM, BN, SD] difference block
+SCATTER = {"fp32": 8, "fp64": 4}
 EXACT_BLOCK_N = 32
 EXACT_SLOTS = 8
 LANES = 16
@@ -247,8 +249,8 @@ def _scatter_pairs(gz_ptr, z_ptr, rows64, cols64, r_ok, c_ok, v, dim, stride,
 @triton.jit
 def ba_bwd_kernel(z_ptr, nz_ptr, lab_ptr, pidx_ptr, tk_ptr, flag_ptr, gs_ptr, wap_ptr, gz_ptr,
                   margin_ptr, n, dim, stride, pmax, METRIC: tl.constexpr, SOFT: tl.constexpr,
-                  BM: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr,
-                  PC: tl.constexpr):  # fmt: skip
+                  BM: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr, PC: tl.constexpr,
+                  SD: tl.constexpr):  # fmt: skip
     """The gradient of the unflagged anchors' terms (negatives per tile, then
     positives from the accumulated weights ``wap``, zero on entry)."""
     rows = tl.program_id(0) * BM + tl.arange(0, BM)
@@ -284,7 +286,7 @@ def ba_bwd_kernel(z_ptr, nz_ptr, lab_ptr, pidx_ptr, tk_ptr, flag_ptr, gs_ptr, wa
             tl.store(wap_ptr + at, w + tl.sum(wt, axis=2), mask=s_ok)
         vv = w_an * _pair_factor(dan, METRIC) * gs[:, None]
         _scatter_pairs(gz_ptr, z_ptr, rows64, cols.to(tl.int64), row_ok, col_ok, vv, dim, stride,
-                       8)  # fmt: skip
+                       SD)  # fmt: skip
     dk = tl.arange(0, BD)
     for p0 in range(0, pmax, PC):
         slots = p0 + tl.arange(0, PC)
