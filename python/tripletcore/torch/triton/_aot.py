@@ -73,7 +73,14 @@ def _variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
                 out.append((name, k.hard_screen_kernel, sig, consts))
     out += _loss_variants()
     out += _settle_variants()
+    out += _knn_variants()
     return out
+
+
+def _knn_variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
+    from ._knn_kernels import aot_variants
+
+    return aot_variants()
 
 
 def _settle_variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
@@ -180,7 +187,7 @@ def compile_all(archs: list[int], only: str = "") -> list[KernelReport]:
             if not any(part in name for part in only.split("|")):
                 continue
             # the settle must not contract mul + add (the Rust sums round both)
-            options = {"enable_fp_fusion": not name.startswith("hard_settle")}
+            options = {"enable_fp_fusion": "_settle[" not in name}
             compiled = triton.compile(ASTSource(fn, sig, consts), target=target, options=options)
             if not options["enable_fp_fusion"] and "fma.rn.f64" in compiled.asm["ptx"]:
                 raise RuntimeError(f"{name}: FMA in the exact sums (sm_{arch})")

@@ -32,9 +32,9 @@ def triton_knn(problem: KnnProblem) -> tuple[Tensor, Tensor]:
     cap, bn = kk.candidate_capacity(k), kk.column_block(k)
     common = dict(
         HAS_SELF=problem.self_excluded, COSINE=problem.metric == "cosine",
-        BM=kk.BLOCK_M, BN=bn, BD=kk.BLOCK_D,
+        BM=kk.row_block(k), BN=bn, BD=kk.BLOCK_D,
     )  # fmt: skip
-    grid = (_cdiv(n, kk.BLOCK_M),)
+    grid = (_cdiv(n, kk.row_block(k)),)
     thr = torch.empty(n, dtype=nx.dtype, device=device)
     kk.knn_threshold_kernel[grid](
         zx, zr, nx, nr, tol, thr, n, m, zx.shape[1], zx.stride(0), zr.stride(0), 0, k,

@@ -46,8 +46,9 @@ from ._kernels import _lane_tree
 BLOCK_M = 32
 BLOCK_N = 32
 BLOCK_D = 16
-# Largest supported k (the key buffer is a power of two >= k).
-MAX_K = 128
+# Largest k of the kernels (the key buffer is a power of two >= k); larger k
+# go to the tiled torch path. At 128 the float64 variants spill registers.
+MAX_K = 64
 LANES = 16
 
 
@@ -62,8 +63,13 @@ def candidate_capacity(k: int) -> int:
 
 
 def settle_rows(k: int) -> int:
-    """Query rows per settle program (about 8192 float64 partial sums)."""
-    return max(1, 8192 // (candidate_capacity(k) * LANES))
+    """Query rows per settle program (at most 2048 float64 partial sums, where k allows)."""
+    return max(1, 2048 // (candidate_capacity(k) * LANES))
+
+
+def row_block(k: int) -> int:
+    """Query rows per screen program (fewer for the wide tiles of large k)."""
+    return BLOCK_M if key_buffer(k) <= 32 else 16
 
 
 def column_block(k: int) -> int:
@@ -263,3 +269,38 @@ def knn_settle_kernel(
         tl.store(idx_ptr + out + r, j, mask=live)
         tl.store(key_ptr + out + r, best, mask=live)
         d2 = tl.where(cols == j[:, None], float("inf"), d2)
+
+
+def aot_variants() -> list[tuple[str, object, dict[str, str], dict[str, object]]]:
+    """(name, kernel, signature, constexprs) of the k-NN launches, for ``_aot``:
+    k = 1, 10 (the benchmark's) and ``MAX_K`` (the largest buffers)."""
+    out = []
+    for k in (1, 10, MAX_K):
+        kb, cap, bn = key_buffer(k), candidate_capacity(k), column_block(k)
+        for dtype in ("fp32", "fp64"):
+            f = f"*{dtype}"
+            for cosine in (False, True):
+                metric = "cosine" if cosine else "sq"
+                for has_self in (True, False):
+                    tag = f"{dtype},{metric},{'self' if has_self else 'ref'},k={k}"
+                    ints = {p: "i32" for p in ("n_rows", "n_cols", "dim", "stride_x", "stride_r")}
+                    ints["self_offset"] = "i32"
+                    shape = {"HAS_SELF": has_self, "COSINE": cosine, "BM": row_block(k), "BN": bn}
+                    shape["BD"] = BLOCK_D
+                    sig = {"zx_ptr": f, "zr_ptr": f, "nx_ptr": f, "nr_ptr": f, "tol_ptr": f}
+                    sig |= {"thr_ptr": f, **ints, "k": "i32"}
+                    consts = {**shape, "KB": kb, "LOG_K": kb.bit_length() - 1}
+                    consts["LOG_N"] = bn.bit_length() - 1
+                    out.append((f"knn_threshold[{tag}]", knn_threshold_kernel, sig, consts))
+                    sig = {"zx_ptr": f, "zr_ptr": f, "nx_ptr": f, "nr_ptr": f, "thr_ptr": f}
+                    sig |= {"cand_ptr": "*i32", "count_ptr": "*i32", **ints}
+                    out.append((f"knn_collect[{tag}]", knn_collect_kernel, sig, {**shape, "CAP": cap}))
+                sig = {"x_ptr": f, "r_ptr": f, "sx_ptr": "*fp64", "sr_ptr": "*fp64"}
+                sig |= {"cand_ptr": "*i32", "count_ptr": "*i32", "idx_ptr": "*i64"}
+                sig |= {"key_ptr": "*fp64", "n_rows": "i32", "k": "i32", "dim": "i32"}
+                sig |= {"stride_x": "i32", "stride_r": "i32"}
+                consts = {"COSINE": cosine, "CAP": cap, "BR": settle_rows(k), "LN": LANES}
+                out.append((f"knn_settle[{dtype},{metric},k={k}]", knn_settle_kernel, sig, consts))
+    for _, _, sig, consts in out:
+        sig |= {c: "constexpr" for c in consts}
+    return out
