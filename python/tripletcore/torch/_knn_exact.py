@@ -131,7 +131,10 @@ class KnnProblem:
         else:
             d = d2
         out = d.to(dtype)
-        factor = {"euclidean": self.scale, "sqeuclidean": self.scale**2}.get(self.metric, 1.0)
+        # scale.rs distance_factor (s * s may be inf, as there)
+        factor = {"euclidean": self.scale, "sqeuclidean": self.scale * self.scale}.get(
+            self.metric, 1.0
+        )
         if factor != 1.0:
             out = (out.double() * factor).to(dtype)
         return out

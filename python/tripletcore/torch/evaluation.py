@@ -22,7 +22,7 @@ from .._errors import InputError
 from .._options import BACKENDS, METRICS, as_choice
 from ..evaluation import KnnResult, RetrievalMetrics, RetrievalPlan, kmeans
 from ..evaluation import knn as numpy_knn
-from ._checks import check_embeddings, check_labels, compute_dtype
+from ._checks import check_embeddings, check_finite, check_labels, compute_dtype
 from ._knn_exact import KnnProblem, torch_knn
 
 
@@ -84,12 +84,13 @@ def _check_pair(x: Any, y: Any) -> tuple[Tensor, Tensor | None]:
     x = x.to(compute_dtype(x.dtype))
     if y is None:
         return x, None
-    y = check_embeddings(y, "y")
-    y = y.to(compute_dtype(y.dtype))
+    y = check_embeddings(y, "y", finite=False)
     if y.device != x.device:
         raise InputError(
             f"y is on {y.device} but x on {x.device}; move both to one device", "y", "device"
         )
+    check_finite(y, "y")
+    y = y.to(compute_dtype(y.dtype))
     if y.shape[1] != x.shape[1]:
         raise InputError(
             f"y has {y.shape[1]} columns but x has {x.shape[1]}; the dimensions must agree",

@@ -294,7 +294,9 @@ def aot_variants() -> list[tuple[str, object, dict[str, str], dict[str, object]]
                     out.append((f"knn_threshold[{tag}]", knn_threshold_kernel, sig, consts))
                     sig = {"zx_ptr": f, "zr_ptr": f, "nx_ptr": f, "nr_ptr": f, "thr_ptr": f}
                     sig |= {"cand_ptr": "*i32", "count_ptr": "*i32", **ints}
-                    out.append((f"knn_collect[{tag}]", knn_collect_kernel, sig, {**shape, "CAP": cap}))
+                    out.append(
+                        (f"knn_collect[{tag}]", knn_collect_kernel, sig, {**shape, "CAP": cap})
+                    )
                 sig = {"x_ptr": f, "r_ptr": f, "sx_ptr": "*fp64", "sr_ptr": "*fp64"}
                 sig |= {"cand_ptr": "*i32", "count_ptr": "*i32", "idx_ptr": "*i64"}
                 sig |= {"key_ptr": "*fp64", "n_rows": "i32", "k": "i32", "dim": "i32"}
