@@ -206,3 +206,28 @@ def test_bad_input(monkeypatch: pytest.MonkeyPatch) -> None:
     _err(ValueError, "labels", tt.retrieval_metrics, x, torch.arange(10))
     _err(ValueError, "ks", tt.retrieval_metrics, x, torch.zeros(10, dtype=torch.int64), ks=(0,))
     _err(ValueError, "labels", tt.retrieval_metrics, x, torch.zeros(9, dtype=torch.int64))
+
+
+@needs_triton
+def test_aot_compile_knn_kernels() -> None:
+    """The k = 10 float32 screen, collect and settle through the AOT CLI for sm_80 and
+    sm_90: no spills, and no FMA in the exact sums (the CLI checks the settle's PTX)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    only = (
+        "knn_threshold[fp32,sq,self,k=10]|knn_collect[fp32,sq,self,k=10]|knn_settle[fp32,sq,k=10]"
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "tripletcore.torch.triton", "--compile", "80,90", "--only", only],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("sm_")]
+    assert [ln.split()[0] for ln in lines] == ["sm_80"] * 3 + ["sm_90"] * 3, res.stdout
+    assert all("spills 0/0 B" in ln for ln in lines), res.stdout
