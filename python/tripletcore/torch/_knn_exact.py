@@ -28,12 +28,16 @@ from torch import Tensor
 from .._errors import InputError
 from ._tiled import _PAIR_SLICE, _Space, _sum_squares, chunk_rows
 
+# Rows of one slice of the float64 norm computation.
+_NORM_ROWS = 1 << 16
+
 
 def _pow2_scale(x: Tensor, y: Tensor | None) -> float:
     """scale.rs ``pow2_scale``: 1, or the power of two to divide the data by."""
-    amax = float(x.abs().amax())
+    # max |v| without an N x d temporary
+    amax = max(float(x.max()), -float(x.min()))
     if y is not None:
-        amax = max(amax, float(y.abs().amax()))
+        amax = max(amax, float(y.max()), -float(y.min()))
     limit = math.floor(math.log2(torch.finfo(x.dtype).max)) / 4.0
     if amax == 0.0 or -limit < math.log2(amax) < limit:
         return 1.0
@@ -43,20 +47,23 @@ def _pow2_scale(x: Tensor, y: Tensor | None) -> float:
 def safe_norms(x: Tensor, name: str) -> Tensor:
     """Float64 row norms as the Rust ``safe_norm`` forms them: scaled by the
     row's largest magnitude, squares summed left to right (same bits)."""
-    a = x.double()
-    amax = a.abs().amax(dim=1)
-    zero = torch.nonzero(amax == 0).flatten()
-    if zero.numel():
-        raise InputError(
-            f"{name} row {int(zero[0])} has norm 0; the cosine distance is undefined for it",
-            name,
-            "zero_norm",
-        )
-    q = a / amax[:, None]
-    n2 = torch.zeros_like(amax)
-    for c in range(q.shape[1]):
-        n2 = n2 + q[:, c] * q[:, c]
-    out: Tensor = amax * correct_sqrt(n2)
+    out = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
+    for s in range(0, x.shape[0], _NORM_ROWS):  # float64 copies of a slice at a time
+        a = x[s : s + _NORM_ROWS].double()
+        amax = a.abs().amax(dim=1)
+        zero = torch.nonzero(amax == 0).flatten()
+        if zero.numel():
+            raise InputError(
+                f"{name} row {s + int(zero[0])} has norm 0; the cosine distance is undefined "
+                "for it",
+                name,
+                "zero_norm",
+            )
+        q = a / amax[:, None]
+        n2 = torch.zeros_like(amax)
+        for c in range(q.shape[1]):
+            n2 = n2 + q[:, c] * q[:, c]
+        out[s : s + _NORM_ROWS] = amax * correct_sqrt(n2)
     return out
 
 
@@ -105,9 +112,9 @@ class KnnProblem:
         """The screen's rows (centred, or unit for cosine), norms and bound."""
         if self._space is None:
             x, y = self.x, self.y
-            if self.norms is not None:  # unit rows (a row too small for torch's norm is fine)
-                x = (x.double() / self.norms[0][:, None]).to(x.dtype)
-                y = None if y is None else (y.double() / self.norms[1][:, None]).to(y.dtype)
+            if self.norms is not None:  # near-unit rows: no norm underflows in _Space
+                x = x / self.norms[0].to(x.dtype)[:, None]
+                y = None if y is None else y / self.norms[1].to(y.dtype)[:, None]
             self._space = _Space(x, y, self.metric)
         return self._space
 
