@@ -30,22 +30,22 @@ def triton_knn(problem: KnnProblem) -> tuple[Tensor, Tensor]:
     tol = _tolerance(space).to(nx.dtype).contiguous()
     device = zx.device
     cap, bn = kk.candidate_capacity(k), kk.column_block(k)
+    bm = kk.row_block(k, zx.dtype == torch.float64)
     common = dict(
-        HAS_SELF=problem.self_excluded, COSINE=problem.metric == "cosine",
-        BM=kk.row_block(k), BN=bn, BD=kk.BLOCK_D,
+        HAS_SELF=problem.self_excluded, COSINE=problem.metric == "cosine", BD=kk.BLOCK_D
     )  # fmt: skip
-    grid = (_cdiv(n, kk.row_block(k)),)
     thr = torch.empty(n, dtype=nx.dtype, device=device)
-    kk.knn_threshold_kernel[grid](
+    kk.knn_threshold_kernel[(_cdiv(n, bm),)](
         zx, zr, nx, nr, tol, thr, n, m, zx.shape[1], zx.stride(0), zr.stride(0), 0, k,
         KB=kk.key_buffer(k), LOG_K=kk.key_buffer(k).bit_length() - 1,
-        LOG_N=bn.bit_length() - 1, **common,
+        BM=bm, BN=bn, LOG_N=bn.bit_length() - 1, **common,
     )  # fmt: skip
     cand = torch.empty(n, cap, dtype=torch.int32, device=device)
     count = torch.empty(n, dtype=torch.int32, device=device)
-    kk.knn_collect_kernel[grid](
+    kk.knn_collect_kernel[(_cdiv(n, kk.BLOCK_M),)](
         zx, zr, nx, nr, thr, cand, count,
-        n, m, zx.shape[1], zx.stride(0), zr.stride(0), 0, CAP=cap, **common,
+        n, m, zx.shape[1], zx.stride(0), zr.stride(0), 0,
+        CAP=cap, BM=kk.BLOCK_M, BN=kk.BLOCK_N, **common,
     )  # fmt: skip
     idx, d2 = _settle(problem, cand, count, cap)
     over = torch.nonzero(count > cap).flatten()  # the one host synchronisation
@@ -63,7 +63,7 @@ def _settle(problem: KnnProblem, cand: Tensor, count: Tensor, cap: int) -> tuple
         sx = sr = x.new_ones(1, dtype=torch.float64)  # not read
     idx = torch.empty(n, k, dtype=torch.int64, device=x.device)
     d2 = torch.empty(n, k, dtype=torch.float64, device=x.device)
-    br = kk.settle_rows(k)
+    br = kk.settle_rows(k, problem.norms is not None)
     kk.knn_settle_kernel[(_cdiv(n, br),)](
         x, ref, sx, sr, cand, count, idx, d2, n, k, x.shape[1], x.stride(0), ref.stride(0),
         COSINE=problem.norms is not None, CAP=cap, BR=br, LN=kk.LANES,

@@ -62,14 +62,16 @@ def candidate_capacity(k: int) -> int:
     return max(32, 2 * key_buffer(k))
 
 
-def settle_rows(k: int) -> int:
-    """Query rows per settle program (at most 2048 float64 partial sums, where k allows)."""
-    return max(1, 2048 // (candidate_capacity(k) * LANES))
+def settle_rows(k: int, cosine: bool) -> int:
+    """Query rows per settle program (at most 2048 float64 partial sums, 1024
+    for cosine with its norms, where k allows; more spill registers)."""
+    return max(1, (1024 if cosine else 2048) // (candidate_capacity(k) * LANES))
 
 
-def row_block(k: int) -> int:
-    """Query rows per screen program (fewer for the wide tiles of large k)."""
-    return BLOCK_M if key_buffer(k) <= 32 else 16
+def row_block(k: int, fp64: bool) -> int:
+    """Query rows per screen program (fewer for float64 and the wide tiles of
+    large k, whose sorting networks spill registers at 32)."""
+    return BLOCK_M if key_buffer(k) <= 32 and not fp64 else 16
 
 
 def column_block(k: int) -> int:
@@ -285,7 +287,12 @@ def aot_variants() -> list[tuple[str, object, dict[str, str], dict[str, object]]
                     tag = f"{dtype},{metric},{'self' if has_self else 'ref'},k={k}"
                     ints = {p: "i32" for p in ("n_rows", "n_cols", "dim", "stride_x", "stride_r")}
                     ints["self_offset"] = "i32"
-                    shape = {"HAS_SELF": has_self, "COSINE": cosine, "BM": row_block(k), "BN": bn}
+                    shape = {
+                        "HAS_SELF": has_self,
+                        "COSINE": cosine,
+                        "BM": row_block(k, dtype == "fp64"),
+                        "BN": bn,
+                    }
                     shape["BD"] = BLOCK_D
                     sig = {"zx_ptr": f, "zr_ptr": f, "nx_ptr": f, "nr_ptr": f, "tol_ptr": f}
                     sig |= {"thr_ptr": f, **ints, "k": "i32"}
@@ -294,14 +301,14 @@ def aot_variants() -> list[tuple[str, object, dict[str, str], dict[str, object]]
                     out.append((f"knn_threshold[{tag}]", knn_threshold_kernel, sig, consts))
                     sig = {"zx_ptr": f, "zr_ptr": f, "nx_ptr": f, "nr_ptr": f, "thr_ptr": f}
                     sig |= {"cand_ptr": "*i32", "count_ptr": "*i32", **ints}
-                    out.append(
-                        (f"knn_collect[{tag}]", knn_collect_kernel, sig, {**shape, "CAP": cap})
-                    )
+                    # no merge: the narrow tiles at every k
+                    consts = {**shape, "BM": BLOCK_M, "BN": BLOCK_N, "CAP": cap}
+                    out.append((f"knn_collect[{tag}]", knn_collect_kernel, sig, consts))
                 sig = {"x_ptr": f, "r_ptr": f, "sx_ptr": "*fp64", "sr_ptr": "*fp64"}
                 sig |= {"cand_ptr": "*i32", "count_ptr": "*i32", "idx_ptr": "*i64"}
                 sig |= {"key_ptr": "*fp64", "n_rows": "i32", "k": "i32", "dim": "i32"}
                 sig |= {"stride_x": "i32", "stride_r": "i32"}
-                consts = {"COSINE": cosine, "CAP": cap, "BR": settle_rows(k), "LN": LANES}
+                consts = {"COSINE": cosine, "CAP": cap, "BR": settle_rows(k, cosine), "LN": LANES}
                 out.append((f"knn_settle[{dtype},{metric},k={k}]", knn_settle_kernel, sig, consts))
     for _, _, sig, consts in out:
         sig |= {c: "constexpr" for c in consts}
