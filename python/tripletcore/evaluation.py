@@ -77,35 +77,58 @@ def retrieval_metrics(
     metric = as_choice(metric, "metric", METRICS)
     x, _ = as_pair(X, None)
     lab = as_labels(labels, "labels", x.shape[0], "X")
-    ks = tuple(int(k) for k in ks)
-    if not ks or min(ks) < 1:
-        raise InputError(f"ks must be positive integers, got {ks}", "ks", "range")
-    _, inverse, counts = np.unique(lab, return_inverse=True, return_counts=True)
-    r = counts[inverse] - 1  # same-class points other than the query
-    queries = np.flatnonzero(r > 0)
-    if queries.size == 0:
-        raise InputError(
-            "no class has two or more points: no query has a relevant neighbour", "labels", "range"
+    plan = RetrievalPlan.of(lab, ks, x.shape[0])
+    nbrs = knn(x, plan.k, metric=metric).indices[plan.queries]
+    return plan.scores(nbrs, kmeans(np.asarray(x, np.float64), plan.classes, seed=seed))
+
+
+class RetrievalPlan(NamedTuple):
+    """The queries of :func:`retrieval_metrics` and how many neighbours they
+    need (shared with ``tripletcore.torch.retrieval_metrics``)."""
+
+    ks: tuple[int, ...]
+    inverse: IntArray  # class of each row, 0..classes-1
+    r: IntArray  # same-class points other than the row
+    queries: IntArray  # rows with r > 0
+    k: int  # neighbours per query
+    classes: int
+
+    @classmethod
+    def of(cls, lab: IntArray, ks: Sequence[int], n: int) -> RetrievalPlan:
+        ks = tuple(int(k) for k in ks)
+        if not ks or min(ks) < 1:
+            raise InputError(f"ks must be positive integers, got {ks}", "ks", "range")
+        _, inverse, counts = np.unique(lab, return_inverse=True, return_counts=True)
+        r = counts[inverse] - 1  # same-class points other than the query
+        queries = np.flatnonzero(r > 0)
+        if queries.size == 0:
+            raise InputError(
+                "no class has two or more points: no query has a relevant neighbour",
+                "labels",
+                "range",
+            )
+        k = min(max(max(ks), int(r.max())), n - 1)
+        return cls(ks, inverse, r, queries, k, len(counts))
+
+    def scores(self, nbrs: IntArray, clusters: IntArray) -> RetrievalMetrics:
+        """The metrics from the queries' neighbours (nearest first) and a clustering."""
+        k, queries, inverse = self.k, self.queries, self.inverse
+        rel = inverse[nbrs] == inverse[queries][:, None]
+        rq = self.r[queries]
+        ranks = np.arange(1, k + 1)
+        within_r = ranks[None, :] <= rq[:, None]
+        r_precision = (rel & within_r).sum(axis=1) / rq
+        precision_at_i = np.cumsum(rel, axis=1) / ranks[None, :]
+        map_at_r = (precision_at_i * (rel & within_r)).sum(axis=1) / rq
+        recall = {kk: float(rel[:, : min(kk, k)].any(axis=1).mean()) for kk in self.ks}
+        return RetrievalMetrics(
+            precision_at_1=float(rel[:, 0].mean()),
+            recall_at=recall,
+            r_precision=float(r_precision.mean()),
+            map_at_r=float(map_at_r.mean()),
+            nmi=normalized_mutual_info(inverse, clusters),
+            queries=int(queries.size),
         )
-    k = min(max(max(ks), int(r.max())), x.shape[0] - 1)
-    nbrs = knn(x, k, metric=metric).indices[queries]
-    rel = inverse[nbrs] == inverse[queries][:, None]
-    rq = r[queries]
-    ranks = np.arange(1, k + 1)
-    within_r = ranks[None, :] <= rq[:, None]
-    r_precision = (rel & within_r).sum(axis=1) / rq
-    precision_at_i = np.cumsum(rel, axis=1) / ranks[None, :]
-    map_at_r = (precision_at_i * (rel & within_r)).sum(axis=1) / rq
-    recall = {kk: float(rel[:, : min(kk, k)].any(axis=1).mean()) for kk in ks}
-    clusters = kmeans(np.asarray(x, np.float64), len(counts), seed=seed)
-    return RetrievalMetrics(
-        precision_at_1=float(rel[:, 0].mean()),
-        recall_at=recall,
-        r_precision=float(r_precision.mean()),
-        map_at_r=float(map_at_r.mean()),
-        nmi=normalized_mutual_info(inverse, clusters),
-        queries=int(queries.size),
-    )
 
 
 def kmeans(

@@ -19,6 +19,7 @@ from .decomposition import (
     triplet_gradient_components,
 )
 from .distributed import all_gather_with_grad
+from .evaluation import knn, retrieval_metrics
 from .memory import CrossBatchMemory
 from .miners import BatchHardMiner, SemiHardMiner
 from .proxies import MultiProxyLoss, ProximalRegularizer, RoundController
@@ -46,8 +47,10 @@ __all__ = [
     "TripletWeights",
     "all_gather_with_grad",
     "combine_components",
+    "knn",
     "mine_triplets",
     "representative_triplet_loss",
+    "retrieval_metrics",
     "triplet_gradient_components",
     "triplet_margin_loss",
 ]

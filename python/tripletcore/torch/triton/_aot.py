@@ -95,6 +95,7 @@ def _variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
     out += _settle_variants()
     out += _semi_variants()
     out += _batch_all_variants()
+    out += _knn_variants()
     return out
 
 
@@ -177,6 +178,12 @@ def _semi_variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
             consts = {"METRIC": metric, "BN": k.SETTLE_BLOCK_N, "PC": k.SETTLE_SLOTS, "LN": k.LANES}
             out.append((f"semi_settle[{dtype},{mname}]", k.semi_settle_kernel, sig, consts))
     return out
+
+
+def _knn_variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
+    from ._knn_kernels import aot_variants
+
+    return aot_variants()
 
 
 def _settle_variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]]]:
@@ -282,7 +289,6 @@ def compile_all(archs: list[int], only: str = "") -> list[KernelReport]:
         for name, fn, sig, consts in _variants():
             if not any(part in name for part in only.split("|")):
                 continue
-            # the settle must not contract mul + add (the Rust sums round both)
             # the exact kernels must not contract mul + add (the Rust sums round both)
             options = {"enable_fp_fusion": "_settle[" not in name}
             compiled = triton.compile(ASTSource(fn, sig, consts), target=target, options=options)

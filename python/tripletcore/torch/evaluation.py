@@ -1,0 +1,158 @@
+"""Exact k-NN and the retrieval metrics of torch tensors (CUDA or CPU).
+
+The semantics are those of :func:`tripletcore.knn` and
+:func:`tripletcore.retrieval_metrics`: the same indices bit for bit (ties to
+the lowest index), distances equal to rounding. Backends: ``"rust"`` (CPU
+tensors, the Rust kernel on the tensors' memory), ``"triton"`` (CUDA tensors;
+CPU tensors under ``TRITON_INTERPRET=1``), ``"torch"`` (the tiled torch path,
+any device) and ``"auto"`` (rust on the CPU, triton on CUDA when Triton is
+importable, else torch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .._errors import InputError
+from .._options import BACKENDS, METRICS, as_choice
+from ..evaluation import KnnResult, RetrievalMetrics, RetrievalPlan, kmeans
+from ..evaluation import knn as numpy_knn
+from ._checks import check_embeddings, check_finite, check_labels, compute_dtype
+from ._knn_exact import KnnProblem, torch_knn
+
+
+def knn(
+    x: Tensor,
+    k: int,
+    y: Tensor | None = None,
+    *,
+    metric: str = "euclidean",
+    exclude_self: bool = True,
+    backend: str = "auto",
+) -> KnnResult:
+    """Exact ``k`` nearest neighbours of every row of ``x`` among the rows of
+    ``y`` (``None``: of ``x``, a row not its own neighbour with
+    ``exclude_self``), as :func:`tripletcore.knn` finds them.
+
+    Returns ``KnnResult(indices, distances)`` of tensors on ``x``'s device:
+    ``indices`` int64 (N x k), nearest first, ties to the lowest index;
+    ``distances`` in ``x``'s dtype (float32 for float16/bfloat16, float64 if
+    ``x`` and ``y`` differ). No N x M matrix is formed on any backend.
+    """
+    metric = as_choice(metric, "metric", METRICS)
+    backend = as_choice(backend, "backend", BACKENDS)
+    x, y = _check_pair(x, y)
+    if isinstance(k, bool) or not isinstance(k, int | np.integer):
+        raise TypeError(f"k must be an int, got {type(k).__name__}")
+    k = int(k)
+    self_excluded = y is None and bool(exclude_self)
+    available = (x if y is None else y).shape[0] - int(self_excluded)
+    if not 1 <= k <= available:
+        raise InputError(
+            f"k must be between 1 and {available} (the neighbours available), got {k}",
+            "k",
+            "range",
+        )
+    name = _backend_for(backend, x.device)
+    if name == "rust":
+        return _rust_knn(x, k, y, metric, bool(exclude_self))
+    with torch.no_grad():
+        problem = KnnProblem.build(x.detach(), _detach(y), k, metric, bool(exclude_self))
+        if name == "triton":
+            from .triton._knn import triton_knn
+
+            idx, d2 = triton_knn(problem)
+        else:
+            idx, d2 = torch_knn(problem)
+        dist = problem.distances(d2, x.dtype)
+    # the NumPy result type, holding tensors (annotated for arrays)
+    return KnnResult(indices=cast(Any, idx), distances=cast(Any, dist))
+
+
+def _detach(y: Tensor | None) -> Tensor | None:
+    return None if y is None else y.detach()
+
+
+def _check_pair(x: Any, y: Any) -> tuple[Tensor, Tensor | None]:
+    """Finite 2-D floating tensors of one compute dtype, on one device."""
+    x = check_embeddings(x, "x")
+    x = x.to(compute_dtype(x.dtype))
+    if y is None:
+        return x, None
+    y = check_embeddings(y, "y", finite=False)
+    if y.device != x.device:
+        raise InputError(
+            f"y is on {y.device} but x on {x.device}; move both to one device", "y", "device"
+        )
+    check_finite(y, "y")
+    y = y.to(compute_dtype(y.dtype))
+    if y.shape[1] != x.shape[1]:
+        raise InputError(
+            f"y has {y.shape[1]} columns but x has {x.shape[1]}; the dimensions must agree",
+            "y",
+            "shape",
+        )
+    if x.dtype != y.dtype:  # as the NumPy API: both in float64
+        x, y = x.double(), y.double()
+    return x, y
+
+
+def _backend_for(backend: str, device: torch.device) -> str:
+    """The backend that serves ``device`` (clear errors for one that cannot)."""
+    from .triton import TRITON_BACKEND
+
+    if backend == "auto":
+        if device.type == "cpu":
+            return "rust"
+        return "triton" if TRITON_BACKEND.auto_for(device) else "torch"
+    if backend == "rust" and device.type != "cpu":
+        raise InputError(
+            f"backend='rust' takes CPU tensors, got {device}; use backend='auto', 'triton' "
+            "or 'torch'",
+            "backend",
+            "device",
+        )
+    if backend == "triton":
+        TRITON_BACKEND.check_device(device)
+    return backend
+
+
+def _rust_knn(x: Tensor, k: int, y: Tensor | None, metric: str, exclude_self: bool) -> KnnResult:
+    """The Rust kernel on the tensors' memory (no copy for contiguous rows)."""
+    ya = None if y is None else y.detach().numpy()
+    res = numpy_knn(x.detach().numpy(), k, ya, metric=metric, exclude_self=exclude_self)
+    idx, dist = torch.from_numpy(res.indices), torch.from_numpy(res.distances)
+    return KnnResult(indices=cast(Any, idx), distances=cast(Any, dist))
+
+
+def retrieval_metrics(
+    x: Tensor,
+    labels: Tensor,
+    ks: Sequence[int] = (1, 2, 4, 8),
+    metric: str = "euclidean",
+    seed: int = 0,
+    *,
+    backend: str = "auto",
+) -> RetrievalMetrics:
+    """:func:`tripletcore.retrieval_metrics` of a tensor: every row a query,
+    the other rows the gallery, neighbours from :func:`knn` on ``x``'s
+    device (``backend`` as there). The same numbers as the NumPy function.
+
+    The NMI's k-means runs on the CPU (NumPy and the Rust kernel, on a
+    float64 copy of ``x``); the neighbour lists (queries x k) are moved to
+    the CPU for the scores.
+    """
+    metric = as_choice(metric, "metric", METRICS)
+    x, _ = _check_pair(x, None)
+    lab = check_labels(labels, x, "labels", "x").cpu().numpy()
+    plan = RetrievalPlan.of(lab, ks, x.shape[0])
+    nbrs = knn(x, plan.k, metric=metric, backend=backend).indices
+    queries = torch.from_numpy(plan.queries).to(x.device)
+    near = cast(Tensor, nbrs)[queries].cpu().numpy()
+    x64 = x.detach().double().cpu().numpy()
+    return plan.scores(near, kmeans(x64, plan.classes, seed=seed))
