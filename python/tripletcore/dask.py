@@ -28,6 +28,13 @@ from typing import Any
 import numpy as np
 
 from ._convert import FloatArray, IntArray
+from ._extras import missing
+
+try:
+    import dask.array as _da  # noqa: F401
+except ImportError as _exc:
+    raise ImportError(missing("tripletcore.dask", "Dask", "dask"), name="dask") from _exc
+
 from ._dask_blocks import (
     DEFAULT_BLOCK_BYTES,
     _as_block_rows,
