@@ -147,3 +147,26 @@ def test_literal_options_and_reduction_overloads_type_check(tmp_path):
     errors = [line for line in out.stdout.splitlines() if ": error:" in line]
     assert [e.split(":")[1] for e in errors] == bad, out.stdout
     assert "manhattan" in errors[0] and "call-overload" in errors[1]
+
+
+def test_torch_modules_show_their_settings_and_document_forward():
+    torch = pytest.importorskip("torch")
+    import tripletcore.torch as tt
+
+    shown = {
+        tt.TripletMarginLoss(margin=0.3, fallback="drop"): ["margin=0.3", "fallback='drop'"],
+        tt.BatchHardMiner(metric="cosine"): ["metric='cosine'"],
+        tt.SemiHardMiner(margin=0.4, fallback="easiest"): ["margin=0.4", "fallback='easiest'"],
+        tt.CrossBatchMemory(None, 8, 64): ["embedding_size=8", "memory_size=64"],
+        tt.RepresentativeTripletLoss(margin=0.7): ["margin=0.7"],
+    }
+    for module, parts in shown.items():
+        for part in parts:
+            assert part in repr(module), (part, repr(module))
+    for name in tt.__all__:
+        cls = getattr(tt, name)
+        if isinstance(cls, type) and issubclass(cls, torch.nn.Module):
+            assert cls.__doc__, name
+            forward = cls.__dict__.get("forward")
+            assert forward is not None and forward.__doc__, f"{name}.forward"
+            assert "extra_repr" in cls.__dict__, f"{name}.extra_repr"
