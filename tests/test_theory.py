@@ -92,7 +92,8 @@ def test_solver_quality_on_small_cases():
     y = np.array([0, 0, 1])
     plane = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 0.0]])
     assert tc.hardest_triplet(plane, y).value == 1.0
-    assert nearest_triplet_separated(plane, y, objective="iso").value == pytest.approx(0.5, rel=1e-2)
+    value = nearest_triplet_separated(plane, y, objective="iso").value
+    assert value == pytest.approx(0.5, rel=1e-2)
     line = plane[:, :1]
     assert nearest_triplet_separated(line, y, objective="iso").value == pytest.approx(1.0, rel=1e-2)
     sep = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [5.1, 0.0]])
