@@ -38,7 +38,7 @@ class NearestTS(NamedTuple):
 def nearest_ts(X: Any, labels: Any, objective: str = "sup", *, seed: int = 0) -> NearestTS:
     """The library's solver :func:`tripletcore.theory.nearest_triplet_separated`,
     its result as float64 arrays and plain fields."""
-    r = nearest_triplet_separated(X, labels, objective, seed=seed)
+    r = nearest_triplet_separated(X, labels, objective=objective, seed=seed)
     return NearestTS(np.asarray(r.Y, np.float64), float(r.value), str(r.objective), str(r.method))
 
 
@@ -109,7 +109,7 @@ def sample_batch(
     drawn without replacement while the class has rows left. Augmentation (a
     random shift of up to one pixel and a little noise) keeps repeats distinct
     when a batch is larger than a class."""
-    idx = pk_batch(data.y_train, size, rng)
+    idx = pk_batch(data.y_train, size, rng=rng)
     x = data.x_train[idx]
     if augment:
         x = _augment(x, data.image_shape, rng)
@@ -269,7 +269,7 @@ def measure(E: Arr, labels: I64, margin: float, rel_tol: float = 0.1) -> Measure
     """The collapse measures of held-out embeddings (the whole set is one batch)."""
     n = E.shape[1]
     per_anchor, _ = tc.triplet_margin_loss(
-        np.asarray(E, np.float64), labels, margin, mining="batch_hard", reduction="none"
+        np.asarray(E, np.float64), labels, margin=margin, mining="batch_hard", reduction="none"
     )
     per = np.asarray(per_anchor)
     md = mean_pairwise_distance(E)
@@ -327,7 +327,7 @@ def train_cell(data: Dataset, cfg: TrainConfig) -> CellResult:
         xb, yb = sample_batch(data, cfg.batch, rng)
         e, cache = model.forward(xb.astype(np.float32))
         # float32 embeddings take the library's SIMD path; the gradient is exact for them
-        loss, grad = tc.triplet_margin_loss(e, yb, cfg.margin, mining="batch_hard")
+        loss, grad = tc.triplet_margin_loss(e, yb, margin=cfg.margin, mining="batch_hard")
         opt.step(model.params, model.backward(e, cache, grad))
         if step >= cfg.steps - max(1, cfg.steps // 10):
             tail.append(float(loss))

@@ -81,7 +81,7 @@ def lead_solver() -> Solver | None:
         return None
 
     def solve(x: F64, lab: I64, steps: int, seed: int) -> tuple[F64, str]:
-        r = nearest_triplet_separated(x, lab, "iso", steps=steps, seed=seed)
+        r = nearest_triplet_separated(x, lab, objective="iso", steps=steps, seed=seed)
         return np.asarray(r.Y, dtype=np.float64), f"theory:{r.method}"
 
     return solve

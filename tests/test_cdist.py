@@ -102,7 +102,7 @@ def test_cdist_no_cancellation_far_from_origin(dtype, metric):
 def test_cdist_Y_none_equals_Y_is_X(metric):
     rng = np.random.default_rng(5)
     X = rng.standard_normal((37, 9))
-    np.testing.assert_array_equal(tc.cdist(X, None, metric), tc.cdist(X, X, metric))
+    np.testing.assert_array_equal(tc.cdist(X, None, metric=metric), tc.cdist(X, X, metric=metric))
 
 
 @settings(max_examples=30, deadline=None)

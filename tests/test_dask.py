@@ -255,12 +255,12 @@ def test_random_metric_cases_threaded(mc, block, data):
     k = data.draw(st.integers(1, m), label="k")
     kw = {"block_rows": block, "compute": False}
     pairs = [
-        (tcd.batch_hard(X, labels, metric, **kw), tc.batch_hard(X, labels, metric)),
+        (tcd.batch_hard(X, labels, metric=metric, **kw), tc.batch_hard(X, labels, metric=metric)),
         (
-            tcd.batch_hard(X, labels, metric, Y, ref, **kw),
-            tc.batch_hard(X, labels, metric, Y, ref),
+            tcd.batch_hard(X, labels, Y, ref, metric=metric, **kw),
+            tc.batch_hard(X, labels, Y, ref, metric=metric),
         ),
-        (tcd.knn(X, k, Y, metric, **kw), tc.knn(X, k, Y, metric)),
+        (tcd.knn(X, k, Y, metric=metric, **kw), tc.knn(X, k, Y, metric=metric)),
     ]
     got = dask.compute(*[p[0] for p in pairs], scheduler="threads")
     for g, (_, w) in zip(got, pairs, strict=True):
@@ -276,12 +276,12 @@ def test_metrics_and_mixed_dtypes(metric):
     ref = rng.integers(0, 3, 13).astype(np.int8)
     kw = {"block_rows": 4, "compute": False}
     pairs = [
-        (tcd.knn(X, 5, Y, metric, **kw), tc.knn(X, 5, Y, metric)),
-        (tcd.knn(X, 5, None, metric, **kw), tc.knn(X, 5, None, metric)),
-        (tcd.batch_hard(X, labels, metric, **kw), tc.batch_hard(X, labels, metric)),
+        (tcd.knn(X, 5, Y, metric=metric, **kw), tc.knn(X, 5, Y, metric=metric)),
+        (tcd.knn(X, 5, None, metric=metric, **kw), tc.knn(X, 5, None, metric=metric)),
+        (tcd.batch_hard(X, labels, metric=metric, **kw), tc.batch_hard(X, labels, metric=metric)),
         (
-            tcd.batch_hard(X, labels, metric, Y, ref, **kw),
-            tc.batch_hard(X, labels, metric, Y, ref),
+            tcd.batch_hard(X, labels, Y, ref, metric=metric, **kw),
+            tc.batch_hard(X, labels, Y, ref, metric=metric),
         ),
     ]
     got = dask.compute(*[p[0] for p in pairs], scheduler="threads")

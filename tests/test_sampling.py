@@ -16,7 +16,7 @@ import tripletcore as tc
 )
 def test_batch_is_p_classes_of_k_rows(values, size, seed):
     labels = np.array(values, dtype=np.int64)
-    rows = tc.pk_batch(labels, size, np.random.default_rng(seed))
+    rows = tc.pk_batch(labels, size, rng=np.random.default_rng(seed))
     assert rows.dtype == np.int64 and rows.shape == (size,)
     assert rows.min() >= 0 and rows.max() < len(labels)
     classes, counts = np.unique(labels[rows], return_counts=True)
@@ -37,17 +37,17 @@ def test_batch_is_p_classes_of_k_rows(values, size, seed):
 
 def test_seed_and_generator_agree_and_generator_advances():
     labels = np.repeat(np.arange(5), 7)
-    a = tc.pk_batch(labels, 12, 3)
+    a = tc.pk_batch(labels, 12, rng=3)
     rng = np.random.default_rng(3)
-    b = tc.pk_batch(labels, 12, rng)
+    b = tc.pk_batch(labels, 12, rng=rng)
     np.testing.assert_array_equal(a, b)
-    c = tc.pk_batch(labels, 12, rng)  # the generator moved on
+    c = tc.pk_batch(labels, 12, rng=rng)  # the generator moved on
     assert not np.array_equal(b, c)
 
 
 def test_any_integer_label_dtype():
     labels = np.array([7, 7, 9, 9, 11, 11], dtype=np.uint8)
-    rows = tc.pk_batch(labels, 4, 0)
+    rows = tc.pk_batch(labels, 4, rng=0)
     assert sorted(np.unique(labels[rows]).tolist()) in ([7, 9], [7, 11], [9, 11])
 
 
@@ -64,4 +64,4 @@ def test_any_integer_label_dtype():
 )
 def test_bad_input(labels, size, error, match):
     with pytest.raises(error, match=match):
-        tc.pk_batch(labels, size, 0)
+        tc.pk_batch(labels, size, rng=0)

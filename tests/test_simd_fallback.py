@@ -26,7 +26,7 @@ for dtype in ("float32", "float64"):
         "pos": r.pos_idx.tolist(), "neg": r.neg_idx.tolist(),
         "pos_d": r.pos_dist.astype(float).tolist(), "neg_d": r.neg_dist.astype(float).tolist(),
         "ref": ref.pos_idx.tolist() + ref.neg_idx.tolist(),
-        "cdist": tc.cdist(X[:50], X, "cosine").astype(float).ravel().tolist(),
+        "cdist": tc.cdist(X[:50], X, metric="cosine").astype(float).ravel().tolist(),
         "loss": loss, "grad": grad.astype(float).ravel().tolist(),
         "bh_grad": bh_grad.astype(float).ravel().tolist(),
     }

@@ -46,7 +46,7 @@ def enclosing_radius_bound(x):
 @given(labelled_sets(), st.sampled_from(["iso", "sup"]))
 def test_solution_is_verified_and_within_the_rigorous_bounds(data, objective):
     x, y = data
-    r = nearest_triplet_separated(x, y, objective, steps=STEPS)
+    r = nearest_triplet_separated(x, y, objective=objective, steps=STEPS)
     assert r.Y.shape == x.shape and r.objective == objective
     assert tc.is_triplet_separated(r.Y, y)
     big_l = max(0.0, tc.hardest_triplet(x, y).value)
@@ -92,9 +92,10 @@ def test_solver_quality_on_small_cases():
     y = np.array([0, 0, 1])
     plane = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 0.0]])
     assert tc.hardest_triplet(plane, y).value == 1.0
-    assert nearest_triplet_separated(plane, y, "iso").value == pytest.approx(0.5, rel=1e-2)
+    value = nearest_triplet_separated(plane, y, objective="iso").value
+    assert value == pytest.approx(0.5, rel=1e-2)
     line = plane[:, :1]
-    assert nearest_triplet_separated(line, y, "iso").value == pytest.approx(1.0, rel=1e-2)
+    assert nearest_triplet_separated(line, y, objective="iso").value == pytest.approx(1.0, rel=1e-2)
     sep = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [5.1, 0.0]])
     r = nearest_triplet_separated(sep, np.array([0, 0, 1, 1]))
     assert (r.value, r.method) == (0.0, "input")
@@ -105,7 +106,7 @@ def test_optimised_beats_collapse_on_random_data():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((20, 2))
     y = rng.integers(0, 2, 20)
-    iso = nearest_triplet_separated(x, y, "iso")
+    iso = nearest_triplet_separated(x, y, objective="iso")
     assert iso.method == "optimised"
     assert iso.value < 0.8 * tc.diameter(x).distance
 
@@ -117,7 +118,7 @@ def test_bad_input():
     with pytest.raises(ValueError):
         nearest_triplet_separated(x, np.zeros(5, int))
     with pytest.raises(ValueError, match="objective"):
-        nearest_triplet_separated(x, np.arange(6) % 2, "mean")
+        nearest_triplet_separated(x, np.arange(6) % 2, objective="mean")
     with pytest.raises(ValueError, match="steps"):
         nearest_triplet_separated(x, np.arange(6) % 2, steps=-1)
     with pytest.raises(TypeError):

@@ -422,14 +422,14 @@ def test_ties_are_settled_exactly_on_the_torch_path(monkeypatch, dtype):
     labels = rng.integers(0, 6, 80)
     xt, lt = torch.from_numpy(X), torch.from_numpy(labels)
     for metric in ("euclidean", "sqeuclidean"):
-        res = tc.batch_hard(X, labels, metric)
+        res = tc.batch_hard(X, labels, metric=metric)
         a, p, n = tt.BatchHardMiner(metric, backend="torch", chunk_size=16)(xt, lt)
         keep = np.nonzero((res.pos_idx >= 0) & (res.neg_idx >= 0))[0]
         np.testing.assert_array_equal(a.numpy(), keep)
         np.testing.assert_array_equal(p.numpy(), res.pos_idx[keep])
         np.testing.assert_array_equal(n.numpy(), res.neg_idx[keep])
         for fallback in FALLBACKS:
-            want = tc.semi_hard(X, labels, 0.5, metric, fallback)
+            want = tc.semi_hard(X, labels, margin=0.5, metric=metric, fallback=fallback)
             got = tt.SemiHardMiner(0.5, metric, fallback, backend="torch", chunk_size=16)(xt, lt)
             for g, w in zip(got, want[:3], strict=True):
                 np.testing.assert_array_equal(g.numpy(), w)
@@ -545,7 +545,7 @@ def test_batch_hard_miner_with_a_reference_set(mc, n_ref, seed, backend):
         Y = fix_zero_rows(Y)
     labels = case.labels.astype(np.int64) % 4
     ref_labels = rng.integers(0, 5, n_ref)
-    res = tc.batch_hard(X, labels, metric, Y=Y, ref_labels=ref_labels)
+    res = tc.batch_hard(X, labels, Y=Y, ref_labels=ref_labels, metric=metric)
     a, p, n = tt.BatchHardMiner(metric, backend=backend, chunk_size=7)(
         torch.from_numpy(X),
         torch.from_numpy(labels),
@@ -569,7 +569,7 @@ def test_batch_hard_miner_with_a_reference_set(mc, n_ref, seed, backend):
 def test_semi_hard_miner_matches_numpy_api(mc, margin, fallback, backend, chunk_size):
     metric, case = mc
     X, labels = case.X, case.labels
-    want = tc.semi_hard(X, labels, margin, metric, fallback)
+    want = tc.semi_hard(X, labels, margin=margin, metric=metric, fallback=fallback)
     miner = tt.SemiHardMiner(margin, metric, fallback, backend=backend, chunk_size=chunk_size)
     got = miner(torch.from_numpy(X), torch.from_numpy(labels.astype(np.int64)))
     for g, w in zip(got, want[:3], strict=True):

@@ -135,8 +135,8 @@ def _haus_final(ab: tuple[float, int, int], ba: tuple[float, int, int] | None) -
 def hausdorff(
     A: Any,
     B: Any,
-    directed: bool = False,
     *,
+    directed: bool = False,
     block_rows: int | None = None,
     compute: bool = True,
 ) -> Any:

@@ -28,6 +28,13 @@ from typing import Any
 import numpy as np
 
 from ._convert import FloatArray, IntArray
+from ._extras import missing
+
+try:
+    import dask.array as _da  # noqa: F401
+except ImportError as _exc:
+    raise ImportError(missing("tripletcore.dask", "Dask", "dask"), name="dask") from _exc
+
 from ._dask_blocks import (
     DEFAULT_BLOCK_BYTES,
     _as_block_rows,
@@ -40,7 +47,7 @@ from ._dask_blocks import (
 from ._dask_geometry import class_hausdorff, hausdorff, isometric_error
 from ._dask_graph import F64, SPLIT_EVERY, Cands, _best_of, _finish, _Graph, _keys, _pick
 from ._errors import InputError
-from ._options import METRICS, as_choice
+from ._options import METRICS, Metric, as_choice
 from .evaluation import KnnResult
 from .evaluation import knn as _knn
 from .mining import BatchHardResult
@@ -62,7 +69,9 @@ __all__ = [
 # --------------------------------------------------------------------------
 
 
-def _knn_pair(xref: Any, yref: Any, k: int, metric: str, exclude_self: bool, offset: int) -> Cands:
+def _knn_pair(
+    xref: Any, yref: Any, k: int, metric: Metric, exclude_self: bool, offset: int
+) -> Cands:
     x = _load(xref)
     diagonal = yref is None
     y = x if diagonal else _load(yref)
@@ -70,7 +79,7 @@ def _knn_pair(xref: Any, yref: Any, k: int, metric: str, exclude_self: bool, off
     if kk < 1:  # a one-row block against itself, the row excluded
         empty = np.zeros((x.shape[0], 0))
         return np.zeros((x.shape[0], 0), dtype=np.int64), empty, empty
-    idx = _knn(x, kk, None if diagonal else y, metric, exclude_self).indices
+    idx = _knn(x, kk, None if diagonal else y, metric=metric, exclude_self=exclude_self).indices
     rows = np.repeat(np.arange(x.shape[0], dtype=np.int64), kk)
     value, tie = _keys(x, y, rows, idx.ravel(), metric)
     return idx + offset, value.reshape(idx.shape), tie.reshape(idx.shape)
@@ -88,8 +97,8 @@ def _knn_merge(p: Cands, q: Cands, k: int) -> Cands:
 
 def _knn_final(dtype: str, *parts: Cands) -> KnnResult:
     return KnnResult(
-        np.ascontiguousarray(np.vstack([p[0] for p in parts])),
-        np.ascontiguousarray(np.vstack([p[1] for p in parts]).astype(dtype)),
+        distances=np.ascontiguousarray(np.vstack([p[1] for p in parts]).astype(dtype)),
+        indices=np.ascontiguousarray(np.vstack([p[0] for p in parts])),
     )
 
 
@@ -97,9 +106,9 @@ def knn(
     X: Any,
     k: int,
     Y: Any = None,
-    metric: str = "euclidean",
-    exclude_self: bool = True,
     *,
+    metric: Metric = "euclidean",
+    exclude_self: bool = True,
     block_rows: int | None = None,
     compute: bool = True,
 ) -> Any:
@@ -153,14 +162,16 @@ def knn(
 HardCands = tuple[IntArray, F64, F64, IntArray, F64, F64]
 
 
-def _hard_pair(xref: Any, lref: Any, yref: Any, rref: Any, metric: str, offset: int) -> HardCands:
+def _hard_pair(
+    xref: Any, lref: Any, yref: Any, rref: Any, metric: Metric, offset: int
+) -> HardCands:
     x, lab = _load(xref), _load(lref)
     if yref is None:  # the anchors' own block: an anchor is not its own positive
         y = x
-        r = _batch_hard(x, lab, metric)
+        r = _batch_hard(x, lab, metric=metric)
     else:
         y = _load(yref)
-        r = _batch_hard(x, lab, metric, Y=y, ref_labels=_load(rref))
+        r = _batch_hard(x, lab, y, _load(rref), metric=metric)
     pos, neg = _best_of(
         x, y, metric, (r.pos_idx, -np.inf, offset, False), (r.neg_idx, np.inf, offset, False)
     )
@@ -183,10 +194,10 @@ def _hard_final(dtype: str, *parts: HardCands) -> BatchHardResult:
 def batch_hard(
     X: Any,
     labels: Any,
-    metric: str = "euclidean",
     Y: Any = None,
     ref_labels: Any = None,
     *,
+    metric: Metric = "euclidean",
     block_rows: int | None = None,
     compute: bool = True,
 ) -> Any:

@@ -9,10 +9,10 @@ import numpy.typing as npt
 
 from . import _core
 from ._convert import FloatArray, as_pair, as_two
-from ._options import METRICS, as_choice
+from ._options import METRICS, Metric, as_choice
 
 
-def cdist(X: Any, Y: Any = None, metric: str = "euclidean") -> FloatArray:
+def cdist(X: Any, Y: Any = None, *, metric: Metric = "euclidean") -> FloatArray:
     """Distances between the rows of ``X`` and of ``Y`` (``Y = X`` when None).
 
     ``metric`` is ``"euclidean"``, ``"sqeuclidean"`` or ``"cosine"`` (1 - cosine

@@ -12,22 +12,26 @@ import numpy.typing as npt
 from . import _core
 from ._convert import FloatArray, IntArray, as_labels, as_pair
 from ._errors import InputError
-from ._options import METRICS, as_choice
+from ._options import METRICS, Metric, as_choice
 
 
 class KnnResult(NamedTuple):
-    """``indices[i]`` are the ``k`` nearest reference rows of query ``i``,
-    nearest first (ties: lowest index); ``distances[i]`` their distances."""
+    """``(distances, indices)``, in scikit-learn's ``kneighbors`` and faiss's
+    ``search`` order: ``indices[i]`` are the ``k`` nearest reference rows of
+    query ``i``, nearest first (ties: lowest index); ``distances[i]`` their
+    distances. Both ``(n_queries, k)``; indices int64, distances of the
+    inputs' float type."""
 
-    indices: IntArray
     distances: FloatArray
+    indices: IntArray
 
 
 def knn(
     X: Any,
     k: int,
     Y: Any = None,
-    metric: str = "euclidean",
+    *,
+    metric: Metric = "euclidean",
     exclude_self: bool = True,
 ) -> KnnResult:
     """Exact ``k`` nearest neighbours of every row of ``X`` among the rows of
@@ -42,7 +46,7 @@ def knn(
     if int(k) < 1:
         raise InputError(f"k must be >= 1, got {k}", "k", "range")
     indices, distances = _core.knn(x, int(k), y, metric, bool(exclude_self))
-    return KnnResult(indices, distances)
+    return KnnResult(distances=distances, indices=indices)
 
 
 class RetrievalMetrics(NamedTuple):
@@ -66,8 +70,9 @@ class RetrievalMetrics(NamedTuple):
 def retrieval_metrics(
     X: Any,
     labels: Any,
+    *,
     ks: Sequence[int] = (1, 2, 4, 8),
-    metric: str = "euclidean",
+    metric: Metric = "euclidean",
     seed: int = 0,
 ) -> RetrievalMetrics:
     """Recall@K, precision@1, R-precision, MAP@R and NMI of ``X``: every row

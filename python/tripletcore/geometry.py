@@ -66,7 +66,7 @@ class Thickness(NamedTuple):
     exact: bool
 
 
-def hausdorff(A: Any, B: Any, directed: bool = False) -> Attained:
+def hausdorff(A: Any, B: Any, *, directed: bool = False) -> Attained:
     """Hausdorff distance between the row sets ``A`` and ``B``.
 
     ``directed=True`` gives ``max_i min_j ||A_i - B_j||`` only. Rows are
@@ -121,7 +121,7 @@ def hardest_triplet(X: Any, labels: Any) -> HardestTriplet:
     return HardestTriplet(*_core.hardest_triplet(x, lab))
 
 
-def is_triplet_separated(X: Any, labels: Any, tol: float = 0.0) -> bool:
+def is_triplet_separated(X: Any, labels: Any, *, tol: float = 0.0) -> bool:
     """Definition 1: ``d(a,p) <= d(a,n) + tol`` for every triplet, i.e. the
     hardest-triplet value is at most ``tol``."""
     tol = float(tol)

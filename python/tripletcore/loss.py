@@ -2,25 +2,79 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _core
 from ._convert import FloatArray, as_labels, as_margin, as_pair
-from ._options import FALLBACKS, METRICS, MININGS, REDUCTIONS, as_choice
+from ._options import (
+    FALLBACKS,
+    METRICS,
+    MININGS,
+    REDUCTIONS,
+    Fallback,
+    Metric,
+    Mining,
+    Reduction,
+    ScalarReduction,
+    as_choice,
+)
+
+
+@overload
+def triplet_margin_loss(
+    X: Any,
+    labels: Any,
+    *,
+    margin: float = ...,
+    mining: Mining = ...,
+    metric: Metric = ...,
+    soft: bool = ...,
+    reduction: ScalarReduction = ...,
+    fallback: Fallback = ...,
+) -> tuple[float, FloatArray]: ...
+
+
+@overload
+def triplet_margin_loss(
+    X: Any,
+    labels: Any,
+    *,
+    margin: float = ...,
+    mining: Mining = ...,
+    metric: Metric = ...,
+    soft: bool = ...,
+    reduction: Literal["none"],
+    fallback: Fallback = ...,
+) -> tuple[npt.NDArray[np.float64], FloatArray]: ...
+
+
+@overload
+def triplet_margin_loss(
+    X: Any,
+    labels: Any,
+    *,
+    margin: float = ...,
+    mining: Mining = ...,
+    metric: Metric = ...,
+    soft: bool = ...,
+    reduction: Reduction,
+    fallback: Fallback = ...,
+) -> tuple[float | npt.NDArray[np.float64], FloatArray]: ...
 
 
 def triplet_margin_loss(
     X: Any,
     labels: Any,
+    *,
     margin: float = 0.2,
-    mining: str = "batch_hard",
-    metric: str = "euclidean",
+    mining: Mining = "batch_hard",
+    metric: Metric = "euclidean",
     soft: bool = False,
-    reduction: str = "mean",
-    fallback: str = "hardest",
+    reduction: Reduction = "mean",
+    fallback: Fallback = "hardest",
 ) -> tuple[float | npt.NDArray[np.float64], FloatArray]:
     """Triplet loss ``[d(a,p) - d(a,n) + margin]_+`` and its gradient.
 

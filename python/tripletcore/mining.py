@@ -14,7 +14,7 @@ from ._convert import (
     as_pair,
 )
 from ._errors import InputError
-from ._options import FALLBACKS, METRICS, as_choice
+from ._options import FALLBACKS, METRICS, Fallback, Metric, as_choice
 
 
 class BatchHardResult(NamedTuple):
@@ -43,9 +43,10 @@ class SemiHardResult(NamedTuple):
 def batch_hard(
     X: Any,
     labels: Any,
-    metric: str = "euclidean",
     Y: Any = None,
     ref_labels: Any = None,
+    *,
+    metric: Metric = "euclidean",
 ) -> BatchHardResult:
     """Batch-hard mining (Hermans et al. 2017) without the N x N matrix.
 
@@ -70,9 +71,10 @@ def batch_hard(
 def semi_hard(
     X: Any,
     labels: Any,
+    *,
     margin: float = 0.2,
-    metric: str = "euclidean",
-    fallback: str = "hardest",
+    metric: Metric = "euclidean",
+    fallback: Fallback = "hardest",
 ) -> SemiHardResult:
     """Semi-hard mining: for every ordered positive pair ``(a, p)`` the nearest
     negative ``n`` with ``d(a,p) < d(a,n) < d(a,p) + margin``.

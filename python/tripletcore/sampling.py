@@ -12,7 +12,7 @@ import numpy.typing as npt
 I64 = npt.NDArray[np.int64]
 
 
-def pk_batch(labels: Any, size: int, rng: np.random.Generator | int | None = None) -> I64:
+def pk_batch(labels: Any, size: int, *, rng: np.random.Generator | int | None = None) -> I64:
     """Row indices (int64) of a P x K batch of exactly ``size`` rows.
 
     P = ``min(#classes, size // 2)`` classes (at least 2) are drawn at random

@@ -177,10 +177,10 @@ def test_triplet_loss_chain_matches_finite_differences():
     y = np.repeat(np.arange(3), 4)
 
     def f():
-        return tc.triplet_margin_loss(model.embed(x), y, 0.2, mining="batch_hard")[0]
+        return tc.triplet_margin_loss(model.embed(x), y, margin=0.2, mining="batch_hard")[0]
 
     e, cache = model.forward(x)
-    _, ge = tc.triplet_margin_loss(e, y, 0.2, mining="batch_hard")
+    _, ge = tc.triplet_margin_loss(e, y, margin=0.2, mining="batch_hard")
     grads = model.backward(e, cache, ge)
     h = 1e-6
     W = model.params[0]

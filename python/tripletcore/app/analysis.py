@@ -71,7 +71,9 @@ def collapse_indicators(X: F64, labels: I64, margin: float = 0.2) -> dict[str, f
         "margin": margin,
     }
     if has_triplet(labels):
-        per, _ = triplet_margin_loss(X, labels, margin, mining="batch_hard", reduction="none")
+        per, _ = triplet_margin_loss(
+            X, labels, margin=margin, mining="batch_hard", reduction="none"
+        )
         out["at_margin"] = float(np.mean(np.abs(np.asarray(per) - margin) <= 0.1 * margin))
     return out
 

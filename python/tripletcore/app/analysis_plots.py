@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._extras import missing
 from ..mining import batch_hard
 
 
@@ -19,7 +20,7 @@ def write_plots(
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise ValueError("--plots needs matplotlib: pip install matplotlib") from None
+        raise ValueError(missing("--plots", "matplotlib", "plot")) from None
     out.mkdir(parents=True, exist_ok=True)
     xc = X - X.mean(axis=0)
     _, s, vt = np.linalg.svd(xc, full_matrices=False)

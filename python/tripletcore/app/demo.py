@@ -374,7 +374,7 @@ def _train(
     batch_l = math.nan
     for step in range(1, total + 1):
         t0 = time.perf_counter()
-        rows = pk_batch(data.train_labels, cfg.batch_size, tr.rng)
+        rows = pk_batch(data.train_labels, cfg.batch_size, rng=tr.rng)
         xb = torch.from_numpy(features(data, augment(data.train_images[rows], tr.rng)))
         yb = torch.from_numpy(data.train_labels[rows])
         emb = tr.model(xb)

@@ -65,6 +65,7 @@ from numpy import float64, int64
 from numpy.typing import NDArray
 
 from .._errors import InputError
+from .._extras import missing
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -121,7 +122,7 @@ def _scipy() -> Any:
             _SCIPY = importlib.import_module("scipy")
         except ImportError as exc:
             raise ImportError(
-                'the LP bounds need scipy: pip install "scipy>=1.11" (or "tripletcore[test]")'
+                missing("tripletcore.theory.lp", "SciPy", "theory"), name="scipy"
             ) from exc
     return _SCIPY
 

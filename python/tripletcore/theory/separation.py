@@ -85,8 +85,8 @@ class TSBounds(NamedTuple):
 def nearest_triplet_separated(
     X: Any,
     labels: Any,
-    objective: str = "iso",
     *,
+    objective: str = "iso",
     steps: int = 1500,
     seed: int = 0,
 ) -> TSConfiguration:
@@ -131,8 +131,8 @@ def ts_distance_bounds(
     x = np.ascontiguousarray(as_embeddings(X, "X"), dtype=np.float64)
     lab = np.asarray(as_labels(labels, "labels", x.shape[0], "X"), dtype=np.int64)
     big_l = max(0.0, hardest_triplet(x, lab).value)
-    iso = nearest_triplet_separated(x, lab, "iso", steps=steps, seed=seed)
-    sup = nearest_triplet_separated(x, lab, "sup", steps=steps, seed=seed)
+    iso = nearest_triplet_separated(x, lab, objective="iso", steps=steps, seed=seed)
+    sup = nearest_triplet_separated(x, lab, objective="sup", steps=steps, seed=seed)
     candidates = [iso.Y, sup.Y, _snap(x, lab, iso.Y), _snap(x, lab, sup.Y)]
     iso_values = [isometric_error(x, y).distance for y in candidates]
     haus_values = [class_hausdorff(x, y, lab).distance for y in candidates]

@@ -6,6 +6,13 @@ holds the N x N distance matrix. Semantics follow the NumPy API
 (docs/api.md); the user guide is docs/torch.md.
 """
 
+from .._extras import missing
+
+try:
+    import torch as _torch  # noqa: F401
+except ImportError as _exc:
+    raise ImportError(missing("tripletcore.torch", "PyTorch", "torch"), name="torch") from _exc
+
 from ._loss import TripletMarginLoss, triplet_margin_loss
 from .decomposition import (
     DecomposedTripletLoss,

@@ -115,6 +115,12 @@ class TripletMarginLoss(torch.nn.Module):
         self.chunk_size = check_chunk_size(chunk_size)
 
     def forward(self, embeddings: Tensor, labels: Tensor, indices_tuple: Any = None) -> Tensor:
+        """The loss of a batch: ``embeddings`` (N, d) float32/float64 on any
+        device, ``labels`` (N,) integers. Without ``indices_tuple`` the
+        module's ``mining`` picks the triplets; with ``(anchor, positive,
+        negative)`` index tensors (a PML miner's output) exactly those are
+        scored. Returns a 0-d tensor (length N per-anchor sums for
+        ``reduction="none"``) that backpropagates to ``embeddings``."""
         if indices_tuple is not None:
             return self._given_triplets(embeddings, labels, indices_tuple)
         return triplet_margin_loss(
@@ -158,7 +164,8 @@ class TripletMarginLoss(torch.nn.Module):
         return (
             f"margin={self.margin}, mining={self.mining!r}, metric={self.metric!r}, "
             f"soft={self.soft}, normalize={self.normalize}, reduction={self.reduction!r}, "
-            f"backend={self.backend!r}, distributed={self.distributed}"
+            f"fallback={self.fallback!r}, backend={self.backend!r}, "
+            f"distributed={self.distributed}, chunk_size={self.chunk_size}"
         )
 
 

@@ -328,6 +328,9 @@ class DecomposedTripletLoss(torch.nn.Module):
         self.reduction = as_choice(reduction, "reduction", ("mean", "sum"))
 
     def forward(self, embeddings: Tensor, labels: Tensor, indices_tuple: Any = None) -> Tensor:
+        """The loss of ``embeddings`` (N, d) with ``labels`` (N,), on the
+        triplets of ``indices_tuple=(anchor, positive, negative)`` or mined
+        with ``mining``; backward applies the weighted gradient components."""
         x = check_embeddings(embeddings)
         lab = check_labels(labels, x)
         a, p, n = _given_or_mined(x, lab, self.mining, indices_tuple)
@@ -355,6 +358,9 @@ class SelectivelyContrastiveLoss(torch.nn.Module):
         self.mining = as_choice(mining, "mining", MINING)
 
     def forward(self, embeddings: Tensor, labels: Tensor, indices_tuple: Any = None) -> Tensor:
+        """The mean selectively contrastive loss of ``embeddings`` (N, d) with
+        ``labels`` (N,), on the triplets of ``indices_tuple`` or mined with
+        ``mining``; differentiated by autograd."""
         x = check_embeddings(embeddings)
         lab = check_labels(labels, x)
         a, p, n = _given_or_mined(x, lab, self.mining, indices_tuple)

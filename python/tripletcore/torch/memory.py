@@ -74,6 +74,7 @@ class CrossBatchMemory(torch.nn.Module):
         self.filled = 0
 
     def reset(self) -> None:
+        """Empty the memory (the buffers stay allocated)."""
         self.next_slot = 0
         self.filled = 0
 
@@ -83,6 +84,10 @@ class CrossBatchMemory(torch.nn.Module):
         return self.embedding_memory[: self.filled], self.label_memory[: self.filled]
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """The batch-hard loss of ``embeddings`` (N, ``embedding_size``) with
+        ``labels`` (N,) against the batch and the memory, then the batch
+        (detached) enters the memory. Returns the reduced loss as the
+        wrapped ``loss`` would; gradients reach ``embeddings`` only."""
         cfg = self.loss
         x = check_embeddings(embeddings)
         lab = check_labels(labels, x)
@@ -136,3 +141,9 @@ class CrossBatchMemory(torch.nn.Module):
         self.label_memory[slots] = labels
         self.next_slot = (self.next_slot + x.shape[0]) % size
         self.filled = min(self.filled + x.shape[0], size)
+
+    def extra_repr(self) -> str:
+        return (
+            f"embedding_size={self.embedding_size}, memory_size={self.memory_size}, "
+            f"dtype={self.embedding_memory.dtype}, filled={self.filled}"
+        )

@@ -59,6 +59,10 @@ class BatchHardMiner(torch.nn.Module):
         ref_emb: Tensor | None = None,
         ref_labels: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
+        """``(anchor, positive, negative)`` int64 index tensors of the
+        batch-hard triplets of ``embeddings`` (N, d) with ``labels`` (N,);
+        positives and negatives index ``ref_emb`` when a reference set is
+        given. No gradient flows (the miner only selects)."""
         x = check_embeddings(embeddings)
         lab = check_labels(labels, x)
         if (ref_emb is None) != (ref_labels is None):
@@ -88,6 +92,12 @@ class BatchHardMiner(torch.nn.Module):
         x = _rows(x, self.normalize)
         pi, ni = engine.mine_batch_hard(x, lab, self.metric, ref, rlab, chunk_size=self.chunk_size)
         return hard_triplets(pi, ni)
+
+    def extra_repr(self) -> str:
+        return (
+            f"metric={self.metric!r}, normalize={self.normalize}, backend={self.backend!r}, "
+            f"chunk_size={self.chunk_size}"
+        )
 
 
 class SemiHardMiner(torch.nn.Module):
@@ -119,10 +129,20 @@ class SemiHardMiner(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(anchor, positive, negative)`` int64 index tensors of the
+        semi-hard triplets of ``embeddings`` (N, d) with ``labels`` (N,), one
+        per ordered positive pair (fewer with ``fallback="drop"``). No
+        gradient flows (the miner only selects)."""
         x = check_embeddings(embeddings)
         lab = check_labels(labels, x)
         engine = resolve_backend(self.backend, x.device)
         x = _rows(x, self.normalize)
         return engine.mine_semi_hard(
             x, lab, self.margin, self.metric, self.fallback, chunk_size=self.chunk_size
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"margin={self.margin}, metric={self.metric!r}, fallback={self.fallback!r}, "
+            f"normalize={self.normalize}, backend={self.backend!r}, chunk_size={self.chunk_size}"
         )

@@ -165,6 +165,10 @@ class MultiProxyLoss(torch.nn.Module):
     # ------------------------------------------------------------ losses
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """The proxy loss plus ``sample_weight`` times the samples' batch-hard
+        loss, for ``embeddings`` (N, ``embedding_dim``) and ``labels`` (N,)
+        in ``[0, num_classes)``; a 0-d tensor that backpropagates to the
+        embeddings and the proxies."""
         x, lab = self._check(embeddings, labels)
         z = self.project(x)
         p = self.project(self.proxies.to(z.dtype))
@@ -356,6 +360,9 @@ class RoundController:
         return copy.deepcopy({k: v.detach() for k, v in self.model.state_dict().items()})
 
     def step(self, metric: float) -> bool:
+        """Record this evaluation's ``metric`` (a float or 0-d tensor); after
+        ``patience`` evaluations without improving the round's best by
+        ``min_delta``, start a new round and return True, else False."""
         if isinstance(metric, Tensor):
             metric = float(metric)
         value = _finite(metric)

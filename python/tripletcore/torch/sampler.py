@@ -330,6 +330,10 @@ class RepresentativeTripletLoss(torch.nn.Module):
         self.normalize = bool(normalize)
 
     def forward(self, embeddings: Tensor, labels: Tensor, anchor_mask: Tensor) -> Tensor:
+        """The representative triplet loss of a batch: ``embeddings`` (N, d),
+        ``labels`` (N,) and ``anchor_mask`` (N,) bool marking the anchors
+        (``sampler.anchor_mask()``); a 0-d tensor that backpropagates to
+        ``embeddings``."""
         return representative_triplet_loss(
             embeddings,
             labels,
@@ -338,4 +342,10 @@ class RepresentativeTripletLoss(torch.nn.Module):
             self.metric,
             self.soft,
             self.normalize,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"margin={self.margin}, metric={self.metric!r}, soft={self.soft}, "
+            f"normalize={self.normalize}"
         )
