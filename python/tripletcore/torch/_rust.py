@@ -61,7 +61,8 @@ class RustLoss(torch.autograd.Function):
         ctx.opts = opts
         ctx.save_for_backward(x, labels)
         # a 0-d array of x's dtype shared as a tensor: cheaper than torch.tensor(float)
-        return torch.from_numpy(np.array(loss, dtype=grad.dtype))
+        # + 0.0: an empty sum comes back as -0.0
+        return torch.from_numpy(np.array(loss + 0.0, dtype=grad.dtype))
 
     @staticmethod
     def backward(ctx: Any, *grads: Any) -> Any:
