@@ -7,6 +7,7 @@ agree) happen in the Rust bindings.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -102,12 +103,33 @@ def as_int64(arr: npt.NDArray[Any]) -> IntArray:
     return np.ascontiguousarray(arr.astype(np.int64, copy=False))
 
 
+def is_real(value: Any) -> bool:
+    """A real number: Python or NumPy ints and floats, a 0-d numeric array, or
+    another number type with ``__float__`` (e.g. a one-element tensor). Not a
+    bool (``True`` is no margin) and not a string (``float("0.3")`` parses)."""
+    if isinstance(value, str | bytes | bool | np.bool_):
+        return False
+    if isinstance(value, np.ndarray):
+        return value.ndim == 0 and value.dtype.kind in "iuf"
+    return isinstance(value, numbers.Real) or hasattr(type(value), "__float__")
+
+
+def as_real(value: Any, name: str) -> float:
+    """``value`` as a float, or ``TypeError`` naming ``name``."""
+    if not is_real(value):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def as_int(value: Any, name: str) -> int:
+    """``value`` as an int (Python or NumPy integers, not bools), or ``TypeError``."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
 def as_margin(value: Any) -> float:
-    try:
-        margin = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"margin must be a real number, got {value!r}") from None
-    return margin
+    return as_real(value, "margin")
 
 
 def as_two(

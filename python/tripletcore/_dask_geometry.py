@@ -218,15 +218,17 @@ def _class_merge(p: ClassBest, q: ClassBest) -> ClassBest:
     return lab[first], value[first], row[first], partner[first]
 
 
-def _class_final(ab: ClassBest, ba: ClassBest) -> ClassHausdorffResult:
+def _class_final(ab: ClassBest, ba: ClassBest, unsigned: bool) -> ClassHausdorffResult:
     # Both directions list the same classes (the embeddings share labels);
     # a tie between them goes to X1 -> X2, as in memory.
     take = ba[1] > ab[1]
     value = np.where(take, ba[1], ab[1])
     i, j = np.where(take, ba[3], ab[2]), np.where(take, ba[2], ab[3])
     k = int(np.argmax(value))
+    # uint64 labels >= 2**63 were coded as wrapped int64: cast them back
+    classes = ab[0].astype(np.uint64) if unsigned else ab[0]
     return ClassHausdorffResult(
-        float(value[k]), int(ab[0][k]), int(i[k]), int(j[k]), ab[0], value.astype(np.float64)
+        float(value[k]), int(classes[k]), int(i[k]), int(j[k]), classes, value.astype(np.float64)
     )
 
 
@@ -276,7 +278,8 @@ def class_hausdorff(
                 g.task(_class_max, merged, bl[a], bounds[a], stage="classmax", at=(side, a))
             )
         sides.append(g.tree(best, _class_merge, at=(side,)))
-    return _finish(g.task(_class_final, *sides, stage="final", at=()), compute)
+    unsigned = lab.dtype == np.uint64
+    return _finish(g.task(_class_final, *sides, unsigned, stage="final", at=()), compute)
 
 
 # --------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._convert import FloatArray, IntArray, as_labels, as_pair
+from ._convert import FloatArray, IntArray, as_int, as_labels, as_pair
 from ._errors import InputError
 from ._options import METRICS, Metric, as_choice
 
@@ -43,8 +43,13 @@ def knn(
     if isinstance(k, bool) or not isinstance(k, int | np.integer):
         raise TypeError(f"k must be an int, got {type(k).__name__}")
     x, y = as_pair(X, Y)
+    available = x.shape[0] - 1 if y is None and exclude_self else (x if y is None else y).shape[0]
     if int(k) < 1:
         raise InputError(f"k must be >= 1, got {k}", "k", "range")
+    if int(k) > available:
+        raise InputError(
+            f"k must be between 1 and {available} (the neighbours available), got {k}", "k", "range"
+        )
     indices, distances = _core.knn(x, int(k), y, metric, bool(exclude_self))
     return KnnResult(distances=distances, indices=indices)
 
@@ -82,6 +87,7 @@ def retrieval_metrics(
     metric = as_choice(metric, "metric", METRICS)
     x, _ = as_pair(X, None)
     lab = as_labels(labels, "labels", x.shape[0], "X")
+    seed = as_int(seed, "seed")
     plan = RetrievalPlan.of(lab, ks, x.shape[0])
     nbrs = knn(x, plan.k, metric=metric).indices[plan.queries]
     return plan.scores(nbrs, kmeans(np.asarray(x, np.float64), plan.classes, seed=seed))
@@ -100,7 +106,7 @@ class RetrievalPlan(NamedTuple):
 
     @classmethod
     def of(cls, lab: IntArray, ks: Sequence[int], n: int) -> RetrievalPlan:
-        ks = tuple(int(k) for k in ks)
+        ks = tuple(as_int(k, "ks") for k in ks)
         if not ks or min(ks) < 1:
             raise InputError(f"ks must be positive integers, got {ks}", "ks", "range")
         _, inverse, counts = np.unique(lab, return_inverse=True, return_counts=True)
@@ -142,6 +148,7 @@ def kmeans(
     """Lloyd's k-means with k-means++ seeding, best of ``n_init`` starts;
     the assignment step uses the exact nearest-centre kernel."""
     rng = np.random.default_rng(seed)
+    X = _unit_scale(X)
     n = X.shape[0]
     k = min(k, n)
     best: tuple[float, IntArray] | None = None
@@ -169,6 +176,22 @@ def kmeans(
             best = (inertia, assign)
     assert best is not None
     return best[1]
+
+
+def _unit_scale(X: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``X`` times the power of two that brings its largest magnitude into [0.5, 1).
+
+    Clustering is scale-invariant, and squared distances of rows beyond
+    ~1e154 overflow (or below ~1e-162 underflow); the power-of-two factor is
+    exact, so the clustering of ordinary data is unchanged bit for bit.
+    """
+    top = float(np.abs(X).max()) if X.size else 0.0
+    if top == 0.0 or not np.isfinite(top):
+        return X
+    _, exponent = np.frexp(top)
+    if -64 <= exponent <= 64:
+        return X  # squares are far from the range's ends
+    return np.ldexp(X, -int(exponent))
 
 
 def normalized_mutual_info(

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._convert import IntArray, as_embeddings, as_labels, as_two
+from ._convert import as_embeddings, as_int, as_labels, as_real, as_two
 from ._errors import InputError
 
 
@@ -41,7 +41,7 @@ class ClassHausdorffResult(NamedTuple):
     label: int
     i: int
     j: int
-    classes: IntArray
+    classes: npt.NDArray[np.int64] | npt.NDArray[np.uint64]
     per_class: npt.NDArray[np.float64]
 
 
@@ -86,6 +86,9 @@ def class_hausdorff(X1: Any, X2: Any, labels: Any) -> ClassHausdorffResult:
     x1, x2 = as_two(X1, X2, ("X1", "X2"), same_rows=True)
     lab = as_labels(labels, "labels", x1.shape[0], "X1")
     classes, values, rows1, rows2 = _core.class_hausdorff(x1, x2, lab)
+    if np.asarray(labels).dtype == np.uint64:
+        # the int64 codes of uint64 labels >= 2**63 wrap: cast them back
+        classes = classes.astype(np.uint64)
     k = int(np.argmax(values))
     return ClassHausdorffResult(
         float(values[k]), int(classes[k]), int(rows1[k]), int(rows2[k]), classes, values
@@ -124,7 +127,7 @@ def hardest_triplet(X: Any, labels: Any) -> HardestTriplet:
 def is_triplet_separated(X: Any, labels: Any, *, tol: float = 0.0) -> bool:
     """Definition 1: ``d(a,p) <= d(a,n) + tol`` for every triplet, i.e. the
     hardest-triplet value is at most ``tol``."""
-    tol = float(tol)
+    tol = as_real(tol, "tol")
     if not np.isfinite(tol) or tol < 0:
         raise InputError(f"tol must be a finite number >= 0, got {tol}", "tol", "range")
     return hardest_triplet(X, labels).value <= tol
@@ -141,13 +144,16 @@ def thickness(A: Any, *, rtol: float = 1e-6, max_cells: int = 200_000) -> Thickn
     dimensions give exactly 0. ``theta(A) <= diameter(A)`` always.
     """
     a = as_embeddings(A, "A")
-    rtol = float(rtol)
+    rtol = as_real(rtol, "rtol")
     if not np.isfinite(rtol) or rtol < 0:
         raise InputError(f"rtol must be a finite number >= 0, got {rtol}", "rtol", "range")
-    if isinstance(max_cells, bool) or not isinstance(max_cells, int) or max_cells < 1:
+    max_cells = as_int(max_cells, "max_cells")
+    if max_cells < 1:
         raise InputError(
             f"max_cells must be a positive int, got {max_cells!r}", "max_cells", "range"
         )
+    if not np.isfinite(a).all():
+        raise InputError("A contains NaN or infinite values", "A", "nonfinite")
     if a.shape[1] == 1:
         col = a[:, 0].astype(np.float64)
         width = float(col.max() - col.min())

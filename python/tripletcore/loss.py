@@ -101,4 +101,14 @@ def triplet_margin_loss(
     loss, grad = _core.triplet_margin_loss(
         x, lab, as_margin(margin), mining, metric, bool(soft), reduction, fallback
     )
-    return loss, grad
+    return without_negative_zero(loss), grad
+
+
+def without_negative_zero(loss: Any) -> Any:
+    """``loss`` with ``-0.0`` (an empty sum scaled by a negative) made ``0.0``.
+
+    Adding ``0.0`` maps ``-0.0`` to ``0.0`` and leaves every other value as it is.
+    """
+    if isinstance(loss, np.ndarray):
+        return np.add(loss, 0.0, out=loss)
+    return loss + 0.0

@@ -7,8 +7,11 @@ Every function takes NumPy arrays and returns plain Python values (JSON-ready).
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -115,7 +118,9 @@ def retrieval(X: F64, labels: I64) -> dict[str, Any]:
     }
 
 
-def ts_bounds(X: F64, labels: I64, *, sample: int | None, steps: int, seed: int) -> dict[str, Any]:
+def ts_bounds(
+    X: F64, labels: I64, *, sample: int | None, steps: int, seed: int, progress: bool = False
+) -> dict[str, Any]:
     """:func:`tripletcore.theory.ts_distance_bounds` on all points (N up to
     ``BOUNDS_MAX_POINTS``) or on a random subsample of ``sample`` points.
 
@@ -123,6 +128,8 @@ def ts_bounds(X: F64, labels: I64, *, sample: int | None, steps: int, seed: int)
     Its ``d_iso`` lower bound is still a lower bound for the whole set
     (restricting a Triplet-Separated map to a subset keeps it separated and
     cannot raise ``d_iso``); its upper bounds say nothing about the whole set.
+    ``progress=True`` shows a progress bar with an estimate of the time left
+    (on a terminal, when tqdm is installed).
     """
     from ..theory import ts_distance_bounds
 
@@ -140,7 +147,8 @@ def ts_bounds(X: F64, labels: I64, *, sample: int | None, steps: int, seed: int)
     if not has_triplet(lab):
         return {"computed": False, "reason": "the subsample has no triplet"}
     t0 = time.perf_counter()
-    b = ts_distance_bounds(x, lab, steps=steps, seed=seed)
+    with _progress_bar(4 * steps, f"bounds on {len(rows)} points", progress) as tick:
+        b = ts_distance_bounds(x, lab, steps=steps, seed=seed, progress=tick)
     return {
         "computed": True,
         "points": int(len(rows)),
@@ -151,6 +159,23 @@ def ts_bounds(X: F64, labels: I64, *, sample: int | None, steps: int, seed: int)
         "haus": [b.haus_lower, b.haus_upper],
         "lp": b.lp,
     }
+
+
+@contextmanager
+def _progress_bar(total: int, what: str, show: bool) -> Iterator[Callable[[int], None] | None]:
+    """A tqdm bar on stderr (only on a terminal) ticked by the callback it yields."""
+    try:
+        tqdm = importlib.import_module("tqdm").tqdm
+    except ImportError:
+        show = False
+    if not show or total == 0:
+        yield None
+        return
+    bar = tqdm(total=total, desc=what, unit="step", disable=None, leave=False)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
 
 
 def _subsample(labels: I64, m: int, rng: np.random.Generator) -> I64:
@@ -209,8 +234,10 @@ def analyze(
     thickness_mode: str = "auto",
     margin: float = 0.2,
     seed: int = 0,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Everything ``tripletcore analyze`` reports, as a JSON-ready dict."""
+    """Everything ``tripletcore analyze`` reports, as a JSON-ready dict
+    (``progress``: a progress bar for the slow bounds)."""
     classes, counts = np.unique(labels, return_counts=True)
     out: dict[str, Any] = {
         "points": int(X.shape[0]),
@@ -221,7 +248,9 @@ def analyze(
     out["retrieval"] = retrieval(X, labels)
     out["separation"] = separation(X, labels)
     if bounds:
-        out["ts_bounds"] = ts_bounds(X, labels, sample=bounds_sample, steps=bounds_steps, seed=seed)
+        out["ts_bounds"] = ts_bounds(
+            X, labels, sample=bounds_sample, steps=bounds_steps, seed=seed, progress=progress
+        )
     else:
         out["ts_bounds"] = {"computed": False, "reason": "--no-bounds"}
     out["collapse"] = collapse_indicators(X, labels, margin)
@@ -299,8 +328,8 @@ def format_text(r: dict[str, Any], name: str = "embeddings") -> str:
     ]
     if "at_margin" in c:
         lines.append(
-            f"  anchors at the margin (|d(a,p) - d(a,n)| <= {_f(0.1 * c['margin'])}): "
-            f"{_f(c['at_margin'])}"
+            f"  fraction of anchors at the margin (|d(a,p) - d(a,n)| <= "
+            f"{_f(0.1 * c['margin'])}): {c['at_margin']:.3f} ({100 * c['at_margin']:.1f}%)"
         )
     t = c["thickness"]
     if t["computed"]:

@@ -12,6 +12,17 @@ from .._extras import missing
 from ..mining import batch_hard
 
 
+def label_colours(k: int) -> tuple[Any, Any]:
+    """A colour map of ``k`` discrete colours, one per class code 0..k-1, and
+    the norm that gives each code exactly one colour (and one colour-bar band)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    base = colormaps["tab10" if k <= 10 else "tab20" if k <= 20 else "turbo"]
+    colours = base(np.arange(k) % base.N) if k <= 20 else base(np.linspace(0.0, 1.0, k))
+    return ListedColormap(colours), BoundaryNorm(np.arange(k + 1) - 0.5, k)
+
+
 def write_plots(
     X: npt.NDArray[np.float64], labels: npt.NDArray[np.int64], r: dict[str, Any], out: Path
 ) -> list[str]:
@@ -32,14 +43,19 @@ def write_plots(
 
     fig = Figure(figsize=(6.5, 5.5), layout="constrained")
     ax = fig.subplots()
-    sc = ax.scatter(z[:, 0], z[:, 1], c=labels, cmap="tab20", s=10)
+    classes, codes = np.unique(labels, return_inverse=True)
+    cmap, norm = label_colours(len(classes))
+    sc = ax.scatter(z[:, 0], z[:, 1], c=codes, cmap=cmap, norm=norm, s=10)
     a, p, n = sep["anchor"], sep["positive"], sep["negative"]
     ax.plot(z[[a, p], 0], z[[a, p], 1], "k-", lw=1.5, label=f"a-p  d = {sep['d_ap']:.3g}")
     ax.plot(z[[a, n], 0], z[[a, n], 1], "r--", lw=1.5, label=f"a-n  d = {sep['d_an']:.3g}")
     ax.legend(title=f"hardest triplet ({a}, {p}, {n})")
     ax.set(title="embeddings, first two principal axes", xlabel="PC 1", ylabel="PC 2")
     ax.set_aspect("equal", adjustable="datalim")
-    fig.colorbar(sc, ax=ax, label="label")
+    bar = fig.colorbar(sc, ax=ax, label="label")
+    # one tick per class at its colour's centre (at most ~20 legible ticks)
+    shown = np.arange(0, len(classes), max(1, -(-len(classes) // 20)))
+    bar.set_ticks(shown.tolist(), labels=[str(c) for c in classes[shown]])
     fig.savefig(out / "pca.png", dpi=100)
     files.append(str(out / "pca.png"))
 

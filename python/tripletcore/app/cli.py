@@ -1,7 +1,11 @@
 """The ``tripletcore`` command line (also ``python -m tripletcore``).
 
-    tripletcore demo [--quick] [--mining ...] [--out DIR]
-    tripletcore analyze EMBEDDINGS.npy LABELS.npy [--compare OTHER.npy] [--json] [--plots DIR]
+    tripletcore demo [--quick] [--mining ...] [--out DIR [--force]]
+    tripletcore analyze EMBEDDINGS.npy LABELS.npy [--compare OTHER.npy] [--json]
+                        [--plots DIR [--force]]
+
+Output folders are never overwritten silently: one that is not empty is used
+only with ``--force``, else a fresh numbered sibling (``DIR-1``, ``DIR-2``...).
 
 Errors the user can fix are reported as one line, ``tripletcore: error: ...``,
 on stderr with exit status 2 (1 for anything unexpected), never a traceback
@@ -23,6 +27,8 @@ from typing import Any, NoReturn
 import numpy as np
 import numpy.typing as npt
 
+from .cli_checks import OVERWRITE_HELP, FlagError, check_range, check_seed, output_folder
+
 PROG = "tripletcore"
 
 
@@ -35,6 +41,16 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to every option's help that has a default to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action) or text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,23 +74,23 @@ def _add_demo_command(sub: argparse._SubParsersAction[_Parser]) -> None:
         description="Train a small MLP on scikit-learn's digits with a triplet loss from "
         "tripletcore.torch; print Recall@1 / MAP@R before and after and the collapse "
         "diagnostics as it trains; write a report folder (plots, summary.md, summary.json).",
+        formatter_class=_HelpFormatter,
     )
     demo.add_argument(
-        "--mining", choices=("batch_hard", "semi_hard", "batch_all"), default="batch_hard"
+        "--mining",
+        choices=("batch_hard", "semi_hard", "batch_all"),
+        default="batch_hard",
+        help="how the loss picks its triplets",
     )
     demo.add_argument(
         "--batch-size",
         type=int,
         default=80,
         metavar="B",
-        help="rows per P x K batch (P = min(10, B/2) classes; default 80)",
+        help="rows per P x K batch (P = min(10, B/2) classes), 4 to the training images",
     )
     demo.add_argument(
-        "--embedding-dim",
-        type=int,
-        default=32,
-        metavar="D",
-        help="embedding dimension (default 32)",
+        "--embedding-dim", type=int, default=32, metavar="D", help="embedding dimension (1-4096)"
     )
     demo.add_argument(
         "--epochs",
@@ -82,7 +98,9 @@ def _add_demo_command(sub: argparse._SubParsersAction[_Parser]) -> None:
         default=None,
         help="passes over the training images (default 800, about a minute on 2 cores; --quick: 6)",
     )
-    demo.add_argument("--steps", type=int, default=None, help="training steps; overrides --epochs")
+    demo.add_argument(
+        "--steps", type=int, default=None, help="training steps; overrides --epochs (no default)"
+    )
     demo.add_argument(
         "--eval-every",
         type=float,
@@ -90,21 +108,28 @@ def _add_demo_command(sub: argparse._SubParsersAction[_Parser]) -> None:
         metavar="EPOCHS",
         help="epochs between test-set evaluations (default: about 32 in all)",
     )
-    demo.add_argument("--margin", type=float, default=0.2)
-    demo.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    demo.add_argument("--hidden", type=int, default=256, help="hidden layer width")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--margin", type=float, default=0.2, help="triplet loss margin (0-100)")
+    demo.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (0-10)")
+    demo.add_argument("--hidden", type=int, default=256, help="hidden layer width (1-16384)")
+    demo.add_argument(
+        "--seed", type=int, default=0, help="seed of the split, the batches and the network"
+    )
     demo.add_argument(
         "--threads",
         type=int,
         default=1,
-        help="torch threads (default 1: the MLP is small; the loss kernels use all cores)",
+        help="torch threads, at most the CPUs (1: the MLP is small; the loss kernels use "
+        "all cores)",
     )
     demo.add_argument(
         "--out",
         type=Path,
         default=Path("tripletcore-demo-report"),
-        help="report folder (default tripletcore-demo-report)",
+        metavar="DIR",
+        help=f"report folder; {OVERWRITE_HELP}",
+    )
+    demo.add_argument(
+        "--force", action="store_true", help="write into --out even if it is not empty (overwrite)"
     )
     demo.add_argument(
         "--quick", action="store_true", help="a few seconds: 6 epochs (for tests and a first look)"
@@ -115,6 +140,7 @@ def _add_demo_command(sub: argparse._SubParsersAction[_Parser]) -> None:
 def _add_analyze_command(sub: argparse._SubParsersAction[_Parser]) -> None:
     an = sub.add_parser(
         "analyze",
+        formatter_class=_HelpFormatter,
         help="retrieval metrics, Triplet-Separation and collapse indicators of an embedding",
         description="Analyse a labelled embedding saved with numpy.save: retrieval metrics, "
         "whether it is Triplet-Separated and its hardest triplet, bounds on its distance to "
@@ -130,7 +156,13 @@ def _add_analyze_command(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="another embedding (N, d') of the same points",
     )
     an.add_argument("--json", action="store_true", help="machine-readable output")
-    an.add_argument("--plots", type=Path, metavar="DIR", help="write PNG plots to DIR")
+    an.add_argument(
+        "--plots", type=Path, metavar="DIR", help=f"write PNG plots to DIR; {OVERWRITE_HELP}"
+    )
+    an.add_argument(
+        "--force", action="store_true", help="write into --plots even if it is not empty"
+    )
+    an.add_argument("--no-progress", action="store_true", help="no progress bar")
     an.add_argument(
         "--no-bounds",
         action="store_true",
@@ -148,7 +180,7 @@ def _add_analyze_command(sub: argparse._SubParsersAction[_Parser]) -> None:
         type=int,
         default=1500,
         metavar="S",
-        help="optimiser steps of the upper bounds (default 1500)",
+        help="optimiser steps of the upper bounds (0-1000000)",
     )
     an.add_argument(
         "--thickness",
@@ -156,10 +188,8 @@ def _add_analyze_command(sub: argparse._SubParsersAction[_Parser]) -> None:
         default="auto",
         help="thickness (minimum width): auto computes it for d <= 8 only",
     )
-    an.add_argument(
-        "--margin", type=float, default=0.2, help="margin of the at-margin indicator (default 0.2)"
-    )
-    an.add_argument("--seed", type=int, default=0)
+    an.add_argument("--margin", type=float, default=0.2, help="margin of the at-margin indicator")
+    an.add_argument("--seed", type=int, default=0, help="seed of the subsample and the bounds")
 
 
 # ---------------------------------------------------------------- input checks
@@ -244,14 +274,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 f"--compare '{args.compare}' has {other.shape[0]} rows but the embeddings "
                 f"have {x.shape[0]}: it must embed the same points"
             )
-    if args.bounds_sample is not None and args.bounds_sample < 4:
-        raise UsageError(f"--bounds-sample must be >= 4, got {args.bounds_sample}")
-    if args.bounds_steps < 0:
-        raise UsageError(f"--bounds-steps must be >= 0, got {args.bounds_steps}")
-    if not (math.isfinite(args.margin) and args.margin >= 0):
-        raise UsageError(f"--margin must be a number >= 0, got {args.margin}")
-    if args.plots is not None and args.plots.exists() and not args.plots.is_dir():
-        raise UsageError(f"--plots '{args.plots}' exists and is not a folder")
+    try:
+        check_range("--bounds-sample", args.bounds_sample, 4, math.inf)
+        check_range("--bounds-steps", args.bounds_steps, 0, 1_000_000)
+        check_range("--margin", args.margin, 0, math.inf)
+        check_seed("--seed", args.seed)
+        plots = None
+        if args.plots is not None:
+            plots, note = output_folder(args.plots, "--plots", args.force)
+            if note:
+                print(f"{PROG}: {note}", file=sys.stderr)
+    except FlagError as e:
+        raise UsageError(str(e)) from None
 
     t0 = time.perf_counter()
     result = analysis.analyze(
@@ -264,22 +298,26 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         thickness_mode=args.thickness,
         margin=args.margin,
         seed=args.seed,
+        progress=not args.no_progress,
     )
     result["input"] = {
         "embeddings": str(args.embeddings),
         "labels": str(args.labels),
         "compare": None if args.compare is None else str(args.compare),
     }
-    if args.plots is not None:
+    if plots is not None:
         from .analysis_plots import write_plots
 
-        result["plots"] = write_plots(x, labels, result, args.plots)
+        try:
+            result["plots"] = write_plots(x, labels, result, plots)
+        except OSError as e:
+            raise UsageError(f"--plots '{plots}': cannot write the plots ({e})") from None
     result["seconds"] = time.perf_counter() - t0
     if args.json:
         print(json.dumps(analysis.json_safe(result), indent=2))
     else:
         print(analysis.format_text(result, str(args.embeddings)))
-        if args.plots is not None:
+        if plots is not None:
             print(f"\nplots: {', '.join(result['plots'])}")
     return 0
 
@@ -308,9 +346,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         **kw,
     )
     try:
+        demo.check_config(cfg)  # every flag, before the folder is made
+        cfg.out, note = output_folder(args.out, "--out", args.force)
+        if note:
+            print(f"{PROG}: {note}", file=sys.stderr)
         demo.run_demo(cfg)
-    except demo.DemoError as e:
+    except (demo.DemoError, FlagError) as e:
         raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"--out '{cfg.out}': cannot write the report ({e})") from None
     return 0
 
 

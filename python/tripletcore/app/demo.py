@@ -26,7 +26,8 @@ from ..evaluation import retrieval_metrics
 from ..geometry import hardest_triplet
 from ..sampling import pk_batch
 from .analysis import collapse_indicators, has_triplet
-from .demo_report import jsonable, write_report
+from .cli_checks import FlagError, check_range, check_seed, cpu_count
+from .demo_report import jsonable, markdown, write_report
 
 if TYPE_CHECKING:
     import torch
@@ -288,6 +289,10 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
     data = load_digits(cfg.seed)
     x_test = features(data, data.test_images)
     n_train = len(data.train_labels)
+    if cfg.batch_size > n_train:
+        raise DemoError(
+            f"--batch-size must be <= {n_train} (the training images), got {cfg.batch_size}"
+        )
     sched = _schedule(cfg, n_train)
 
     model = make_model(cfg)
@@ -348,8 +353,9 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
     )
     result.files = write_report(result, emb0, emb1, data.test_labels, cfg.out)
     result.seconds_total = time.perf_counter() - t_start
-    # rewrite the JSON with the final wall time
+    # rewrite the summaries with the final wall time
     (cfg.out / "summary.json").write_text(json.dumps(jsonable(result), indent=2) + "\n")
+    (cfg.out / "summary.md").write_text(markdown(result, cfg.out))
     say(f"report: {cfg.out}/ ({', '.join(result.files)}); total {result.seconds_total:.1f} s")
     return result
 
@@ -409,23 +415,26 @@ def _train(
 
 
 def check_config(cfg: DemoConfig) -> None:
+    """Every option in its range (named as its command-line flag), before any work."""
     if cfg.mining not in MINING:
         raise DemoError(f"--mining must be one of {', '.join(MINING)}, got {cfg.mining!r}")
-    positive = {
-        "--batch-size": cfg.batch_size >= 4,
-        "--embedding-dim": cfg.embedding_dim >= 1,
-        "--epochs": cfg.epochs >= 1,
-        "--steps": cfg.steps is None or cfg.steps >= 1,
-        "--eval-every": cfg.eval_every is None or cfg.eval_every > 0,
-        "--threads": cfg.threads >= 1,
-        "--hidden": cfg.hidden >= 1,
-        "--lr": cfg.lr > 0 and math.isfinite(cfg.lr),
-        "--margin": cfg.margin >= 0 and math.isfinite(cfg.margin),
-    }
-    for flag, ok in positive.items():
-        if not ok:
-            low = "4" if flag == "--batch-size" else "0" if flag == "--margin" else "positive"
-            raise DemoError(f"{flag} must be {'>= ' + low if low != 'positive' else low}")
+    ranges: list[tuple[str, Any, float, float]] = [
+        ("--batch-size", cfg.batch_size, 4, 100_000),
+        ("--embedding-dim", cfg.embedding_dim, 1, 4096),
+        ("--epochs", cfg.epochs, 1, 1_000_000),
+        ("--steps", cfg.steps, 1, 1_000_000_000),
+        ("--threads", cfg.threads, 1, cpu_count()),
+        ("--hidden", cfg.hidden, 1, 16_384),
+        ("--margin", cfg.margin, 0, 100),
+    ]
+    try:
+        for flag, value, low, high in ranges:
+            check_range(flag, value, low, high)
+        check_range("--eval-every", cfg.eval_every, 0, 1_000_000, low_open=True)
+        check_range("--lr", cfg.lr, 0, 10, low_open=True)
+        check_seed("--seed", cfg.seed)
+    except FlagError as e:
+        raise DemoError(str(e)) from None
     if cfg.out.exists() and not cfg.out.is_dir():
         raise DemoError(f"--out {cfg.out} exists and is not a folder")
 

@@ -20,6 +20,7 @@ than collapse.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -38,6 +39,8 @@ from ..loss import triplet_margin_loss
 
 OBJECTIVES = ("iso", "sup")
 F64 = npt.NDArray[np.float64]
+#: ``progress(steps)`` is told each time ``steps`` more optimiser steps are done.
+Progress = Callable[[int], None]
 I64 = npt.NDArray[np.int64]
 
 # Rows per block of the smoothed d_iso: bounds the solver's memory to
@@ -89,6 +92,7 @@ def nearest_triplet_separated(
     objective: str = "iso",
     steps: int = 1500,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> TSConfiguration:
     """A Triplet-Separated configuration ``Y`` near ``X``, in ``d_iso``
     (``objective="iso"``, eq. 13) or in ``d_inf`` (``"sup"``; over ``F_TS``
@@ -99,7 +103,9 @@ def nearest_triplet_separated(
     (all points equal; each class to one point). The search is a local
     method: ``value`` is an upper bound on the distance to ``F_TS``, not the
     distance itself. Each of the ``steps`` iterations costs O(N^2 n) time
-    and O(N) memory blocks; meant for N up to a few thousand.
+    and O(N) memory blocks; meant for N up to a few thousand. ``progress``,
+    if given, is called with the number of optimiser steps done since its
+    last call (``2 * steps`` in all: two starting points).
     """
     objective = as_choice(objective, "objective", OBJECTIVES)
     steps = _as_steps(steps)
@@ -107,7 +113,7 @@ def nearest_triplet_separated(
     lab = np.asarray(as_labels(labels, "labels", x.shape[0], "X"), dtype=np.int64)
     if hardest_triplet(x, lab).value <= 0.0:  # raises when no triplet exists
         return TSConfiguration(x.copy(), 0.0, objective, "input")
-    return _search(x, lab, objective, steps, np.random.default_rng(seed))
+    return _search(x, lab, objective, steps, np.random.default_rng(seed), progress)
 
 
 def ts_distance_bounds(
@@ -117,6 +123,7 @@ def ts_distance_bounds(
     steps: int = 1500,
     seed: int = 0,
     lp: str = "auto",
+    progress: Progress | None = None,
 ) -> TSBounds:
     """Certified intervals for ``d_iso(f, F_TS)`` and ``d_haus(f, F_TS)``.
 
@@ -125,14 +132,19 @@ def ts_distance_bounds(
     N <= 12 and scipy is installed (``d_haus >= d_iso / 2`` carries it over).
     Upper bounds: the best explicit Triplet-Separated configurations found by
     :func:`nearest_triplet_separated` for both objectives (and the snapped
-    configuration of the proof), returned as certificates.
+    configuration of the proof), returned as certificates. ``progress`` as
+    for :func:`nearest_triplet_separated` (``4 * steps`` in all).
     """
     lp = as_choice(lp, "lp", ("auto", "on", "off"))
     x = np.ascontiguousarray(as_embeddings(X, "X"), dtype=np.float64)
     lab = np.asarray(as_labels(labels, "labels", x.shape[0], "X"), dtype=np.int64)
     big_l = max(0.0, hardest_triplet(x, lab).value)
-    iso = nearest_triplet_separated(x, lab, objective="iso", steps=steps, seed=seed)
-    sup = nearest_triplet_separated(x, lab, objective="sup", steps=steps, seed=seed)
+    iso = nearest_triplet_separated(
+        x, lab, objective="iso", steps=steps, seed=seed, progress=progress
+    )
+    sup = nearest_triplet_separated(
+        x, lab, objective="sup", steps=steps, seed=seed, progress=progress
+    )
     candidates = [iso.Y, sup.Y, _snap(x, lab, iso.Y), _snap(x, lab, sup.Y)]
     iso_values = [isometric_error(x, y).distance for y in candidates]
     haus_values = [class_hausdorff(x, y, lab).distance for y in candidates]
@@ -216,7 +228,12 @@ def _snap(x: F64, lab: I64, y: F64) -> F64:
 
 
 def _search(
-    x: F64, lab: I64, objective: str, steps: int, rng: np.random.Generator
+    x: F64,
+    lab: I64,
+    objective: str,
+    steps: int,
+    rng: np.random.Generator,
+    progress: Progress | None = None,
 ) -> TSConfiguration:
     candidates: list[tuple[F64, str]] = [
         (np.broadcast_to(c, x.shape).copy(), "collapse")
@@ -226,7 +243,7 @@ def _search(
     if steps > 0:
         for start in (x, _shrink_classes(x, lab, 0.5)):
             candidates.extend(
-                (y, "optimised") for y in _optimise(x, lab, objective, start, steps, rng)
+                (y, "optimised") for y in _optimise(x, lab, objective, start, steps, rng, progress)
             )
 
     best: tuple[float, F64, str] | None = None
@@ -252,7 +269,13 @@ def _shrink_classes(x: F64, lab: I64, factor: float) -> F64:
 
 
 def _optimise(
-    x: F64, lab: I64, objective: str, start: F64, steps: int, rng: np.random.Generator
+    x: F64,
+    lab: I64,
+    objective: str,
+    start: F64,
+    steps: int,
+    rng: np.random.Generator,
+    progress: Progress | None = None,
 ) -> list[F64]:
     """Adam on  smooth_max(objective terms) + mu * sum_a [d_ap - d_an + m]_+
     (batch-hard hinge with a small margin ``m``), in units where the data has
@@ -261,6 +284,8 @@ def _optimise(
     centre = x.mean(axis=0)
     scale = float(np.sqrt(((x - centre) ** 2).sum(axis=1).mean()))
     if scale == 0.0 or not np.isfinite(scale):
+        if progress is not None:
+            progress(steps)
         return []
     xs = (x - centre) / scale
     z = (start - centre) / scale
@@ -289,11 +314,15 @@ def _optimise(
         m2 = 0.999 * m2 + 0.001 * g * g
         k = t + 1
         z = z - lr * (m1 / (1 - 0.9**k)) / (np.sqrt(m2 / (1 - 0.999**k)) + 1e-12)
+        if progress is not None and (t + 1) % check == 0:
+            progress(check)
         if t % check == 0 or t == steps - 1:
             if float(penalty) == 0.0:
                 kept.append(centre + scale * z)
             else:
                 mu = min(mu * 1.5, 1e4)
+    if progress is not None and steps % check:
+        progress(steps % check)
     kept.append(centre + scale * z)
     return kept
 

@@ -28,14 +28,27 @@ __all__ = [
 ]
 
 
-def check_margin(margin: Any) -> float:
-    """A non-negative margin (``inf`` allowed) as a float."""
+def check_margin(margin: Any, allow_inf: bool = False) -> float:
+    """A finite non-negative margin as a float (``inf`` too where ``allow_inf``:
+    the semi-hard miner's window without upper bound, as the NumPy API).
+
+    A tensor that requires grad is refused: the losses treat the margin as a
+    constant, and silently dropping its gradient would be a wrong answer.
+    """
     is_scalar_tensor = isinstance(margin, Tensor) and margin.numel() == 1
-    if isinstance(margin, bool) or not (isinstance(margin, numbers.Real) or is_scalar_tensor):
+    if isinstance(margin, bool | np.bool_) or not (
+        isinstance(margin, numbers.Real) or is_scalar_tensor
+    ):
         raise TypeError(f"margin must be a real number, got {margin!r}")
+    if isinstance(margin, Tensor) and margin.requires_grad:
+        raise TypeError(
+            "margin is a tensor that requires grad, but the margin is a constant of the "
+            "loss (no gradient flows to it): pass float(margin) or margin.detach()"
+        )
     value = float(margin)
-    if math.isnan(value) or value < 0:
-        raise InputError(f"margin must be >= 0, got {value}", "margin", "range")
+    if math.isnan(value) or value < 0 or (math.isinf(value) and not allow_inf):
+        bound = ">= 0 (or inf)" if allow_inf else "a finite number >= 0"
+        raise InputError(f"margin must be {bound}, got {value}", "margin", "range")
     return value
 
 
@@ -103,6 +116,8 @@ def check_labels(labels: Any, x: Tensor, name: str = "labels", of: str = "embedd
 
 
 def check_chunk_size(chunk_size: int | None) -> int | None:
+    if chunk_size is not None and not isinstance(chunk_size, numbers.Integral | np.integer):
+        raise TypeError(f"chunk_size must be an integer or None, got {chunk_size!r}")
     if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
         raise InputError(
             f"chunk_size must be a positive integer or None, got {chunk_size!r}",

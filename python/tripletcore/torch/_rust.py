@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from .. import _core
 from .._convert import FloatArray, IntArray
 from .._errors import InputError
 from ._checks import check_finite
+from ._double_backward import batch_all_surrogate, gradient_graph
 from ._tiled_backend import tiled_loss
 from ._triplets import hard_triplets, triplet_loss
 
@@ -61,12 +61,19 @@ class RustLoss(torch.autograd.Function):
         ctx.opts = opts
         ctx.save_for_backward(x, labels)
         # a 0-d array of x's dtype shared as a tensor: cheaper than torch.tensor(float)
-        return torch.from_numpy(np.array(loss, dtype=grad.dtype))
+        # + 0.0: an empty sum comes back as -0.0
+        return torch.from_numpy(np.array(loss + 0.0, dtype=grad.dtype))
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, *grads: Any) -> Any:
         (g,) = grads
+        if torch.is_grad_enabled():
+            # create_graph=True: the kernel's gradient is a constant to
+            # autograd, so it is written again in torch ops
+            x, labels = ctx.saved_tensors
+            with torch.enable_grad():
+                grad_graph = gradient_graph(x, _surrogate(x, labels, g, *ctx.opts))
+            return (grad_graph,) + (None,) * 7
         grad = ctx.grad
         if grad is None:
             # a second backward through this graph (retain_graph=True): the
@@ -82,6 +89,29 @@ class RustLoss(torch.autograd.Function):
         if scale != 1.0:
             grad *= grad.dtype.type(scale)
         return (torch.from_numpy(grad),) + (None,) * 7
+
+
+def _surrogate(
+    x: Tensor,
+    labels: Tensor,
+    g: Tensor,
+    margin: float,
+    mining: str,
+    metric: str,
+    soft: bool,
+    reduction: str,
+    fallback: str,
+) -> Tensor:
+    """The kernel's loss (times ``g``) in torch ops on ``x``, its triplets mined again."""
+    if mining == "batch_all":
+        return batch_all_surrogate(x, labels, g, margin, metric, soft, reduction, None)
+    with torch.no_grad():
+        if mining == "batch_hard":
+            pi, _, ni, _ = rust_batch_hard(x, labels, metric)
+            a, p, q = hard_triplets(pi, ni)
+        else:
+            a, p, q = rust_semi_hard(x, labels, margin, metric, fallback)
+    return triplet_loss(x, None, a, p, q, margin, metric, soft, reduction) * g
 
 
 def rust_batch_hard(

@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from ._tiled import _INF, _masks, _positives, _Space, chunk_rows
 
@@ -179,11 +178,19 @@ class BatchAllLoss(torch.autograd.Function):
         return (per_anchor.sum() * scale).to(x.dtype)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, *grads: Any) -> Any:
         (g,) = grads
         x, labels = ctx.saved_tensors
         margin, metric, soft, reduction, chunk_size, scale = ctx.config
+        if torch.is_grad_enabled():
+            # create_graph=True: a gradient autograd can differentiate again
+            from ._double_backward import batch_all_surrogate, gradient_graph
+
+            with torch.enable_grad():
+                surrogate = batch_all_surrogate(
+                    x, labels, g, margin, metric, soft, reduction, chunk_size
+                )
+                return gradient_graph(x, surrogate), None, None, None, None, None, None
         space = _Space(x, None, metric)
         n = x.shape[0]
         grad = torch.zeros_like(x)

@@ -285,6 +285,15 @@ class _Decomposed(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled():
+            # the constructed gradient comes from weight_fn outside autograd:
+            # returning it would be a silently detached gradient
+            raise RuntimeError(
+                "DecomposedTripletLoss has no double backward: its gradient is built "
+                "from weight_fn's weights outside autograd, so it cannot be "
+                "differentiated again (torch.autograd.grad(..., create_graph=True)); "
+                "use tripletcore.torch.TripletMarginLoss for gradient penalties"
+            )
         (grad,) = ctx.saved_tensors
         return grads[0] * grad, None, None, None, None, None
 

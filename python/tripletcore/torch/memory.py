@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._convert import as_int
 from .._errors import InputError
 from ._backend import resolve_backend
 from ._checks import check_embeddings, check_labels, compute_dtype
@@ -56,6 +57,8 @@ class CrossBatchMemory(torch.nn.Module):
                 "loss",
                 "conflict",
             )
+        embedding_size = as_int(embedding_size, "embedding_size")
+        memory_size = as_int(memory_size, "memory_size")
         if embedding_size < 1 or memory_size < 1:
             raise InputError(
                 "embedding_size and memory_size must be >= 1",

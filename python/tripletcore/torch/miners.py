@@ -120,7 +120,7 @@ class SemiHardMiner(torch.nn.Module):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        self.margin = check_margin(margin)
+        self.margin = check_margin(margin, allow_inf=True)
         self.metric = as_choice(metric, "metric", METRICS)
         self.fallback = as_choice(fallback, "fallback", FALLBACKS)
         self.normalize = bool(normalize)
