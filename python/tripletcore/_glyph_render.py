@@ -40,7 +40,6 @@ FACES: tuple[str, ...] = (
 # canvas: the em box (ascender 0.93 em, descender 0.24 em) is centred.
 _FONT = 0.62
 _BASELINE = 0.5 + 0.35 * _FONT
-_NO_HINTING = 2  # FT_LOAD_NO_HINTING: outlines as designed, no grid fitting
 
 
 def ft2font() -> Any:
@@ -52,6 +51,13 @@ def ft2font() -> Any:
             f"the glyph benchmark renders matplotlib's fonts and needs matplotlib ({e}); "
             "install the extra: pip install 'tripletcore[plot]'"
         ) from None
+
+
+def _no_hinting() -> Any:
+    """FT_LOAD_NO_HINTING (outlines as designed, no grid fitting): an enum
+    from matplotlib 3.10, a plain int before."""
+    flags = getattr(ft2font(), "LoadFlags", None)
+    return 2 if flags is None else flags.NO_HINTING
 
 
 def font_files(faces: Sequence[str]) -> list[str]:
@@ -86,7 +92,7 @@ def _draw(font: Any, cp: int, px: float) -> tuple[F32, int]:
     descent in pixels (rows below the baseline)."""
     font.clear()
     font.set_size(px, 72)  # 72 dpi: one point is one pixel
-    font.set_text(chr(cp), 0.0, flags=_NO_HINTING)
+    font.set_text(chr(cp), 0.0, flags=_no_hinting())
     font.draw_glyphs_to_bitmap(antialiased=True)
     img = np.asarray(font.get_image(), dtype=np.float32) / 255.0
     return img, round(font.get_descent() / 64)
