@@ -60,9 +60,9 @@ ALL_METHODS = (
 
 @dataclass(frozen=True)
 class GlyphConfig:
-    classes: int = 300
+    classes: int = 200
     trainer: sm.Config = sm.Config(
-        epochs=25,
+        epochs=12,
         methods=ALL_METHODS,
         classes_per_batch=16,
         samples_per_class=4,
