@@ -1,6 +1,6 @@
 """The collapse N x n grid of seed paper 001 (:mod:`research.collapse`) on the
-glyph benchmark: batch-hard training of the NumPy MLP on 100 glyph classes
-(16 x 16), collapse measured on 100 unseen classes (research/glyphs.md).
+glyph benchmark: batch-hard training of the NumPy MLP on 60 glyph classes
+(16 x 16), collapse measured on 60 unseen classes (research/glyphs.md).
 
 Run ``python -m research.glyph_collapse [--quick] [--seeds S] [--steps T]
 [--out DIR]`` (default out research/results/glyphs/collapse); it writes the
@@ -35,10 +35,10 @@ def grid(quick: bool) -> GridConfig:
             dataset="glyphs",
         )
     return GridConfig(
-        batches=(8, 32, 128, 512, 2048),
+        batches=(8, 32, 128, 512, 1024),
         dims=(2, 8, 32, 128),
         seeds=2,
-        steps=400,
+        steps=300,
         geo_points=(6,),
         geo_dims=(2,),
         geo_trials=1,
