@@ -113,13 +113,21 @@ def augment(images: F32, rng: np.random.Generator, shift: int = 2) -> F32:
 
 def make_cnn(cfg: DemoConfig, size: int) -> torch.nn.Module:
     """Three 3 x 3 convolution blocks (16, 32, 64 channels, each halving
-    the image), a hidden layer and an L2-normalised embedding."""
+    the image), a hidden layer and an L2-normalised embedding. Batch
+    normalisation spreads the untrained embedding out: without it the
+    all-positive ReLU features map every image near one direction, and
+    batch-hard training starts (and stays, for long) collapsed."""
     import torch
 
     nn = torch.nn
 
     def block(cin: int, cout: int) -> list[Any]:
-        return [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        return [
+            nn.Conv2d(cin, cout, 3, padding=1),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        ]
 
     class ConvEmbedder(nn.Module):
         def __init__(self) -> None:
@@ -131,6 +139,7 @@ def make_cnn(cfg: DemoConfig, size: int) -> torch.nn.Module:
                 *block(32, 64),
                 nn.Flatten(),
                 nn.Linear(flat, cfg.hidden),
+                nn.BatchNorm1d(cfg.hidden),
                 nn.ReLU(),
                 nn.Linear(cfg.hidden, cfg.embedding_dim),
             )
