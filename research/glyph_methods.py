@@ -192,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int)
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--classes", type=int)
+    ap.add_argument("--patience", type=int, help="evaluations without gain before a new round")
     ap.add_argument("--methods", help="comma-separated subset of: " + ", ".join(ALL_METHODS))
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
@@ -201,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         t = replace(t, seeds=tuple(range(args.seeds)))
     if args.epochs is not None:
         t = replace(t, epochs=args.epochs)
+    if args.patience is not None:
+        t = replace(t, patience=args.patience)
     if args.methods:
         methods = tuple(s.strip() for s in args.methods.split(",") if s.strip())
         unknown = [m for m in methods if m not in ALL_METHODS]

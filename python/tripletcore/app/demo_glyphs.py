@@ -104,8 +104,8 @@ def augment(images: F32, rng: np.random.Generator, shift: int = 2) -> F32:
     """A random shift of up to ``shift`` pixels each way (zero padding)."""
     b, _, s, _ = images.shape
     padded = np.pad(images, ((0, 0), (0, 0), (shift, shift), (shift, shift)))
-    dy = rng.integers(0, 2 * shift + 1, size=b)
-    dx = rng.integers(0, 2 * shift + 1, size=b)
+    dy: I64 = rng.integers(0, 2 * shift + 1, size=(b,), dtype=np.int64)
+    dx: I64 = rng.integers(0, 2 * shift + 1, size=(b,), dtype=np.int64)
     r = (dy[:, None] + np.arange(s))[:, :, None]
     c = (dx[:, None] + np.arange(s))[:, None, :]
     return np.asarray(padded[np.arange(b)[:, None, None], 0, r, c][:, None], np.float32)
