@@ -238,17 +238,7 @@ def run_glyph_demo(
     )
     result = DemoResult(
         config={**asdict(cfg), "out": str(cfg.out), "reduction": reduction, "quick": quick},
-        data={
-            "dataset": "tripletcore.datasets.load_glyphs (32 x 32)",
-            "classes": data.classes,
-            "train_classes": data.train_classes,
-            "test_classes": data.test_classes,
-            "train": len(data.train_labels),
-            "test": len(data.test_labels),
-            "steps": sched.total,
-            "steps_per_epoch": sched.steps_per_epoch,
-            "classes_per_batch": _classes_per_batch(cfg),
-        },
+        data=_data_summary(cfg, data, sched),
         before=before,
         after=after,
         history=history,
@@ -259,6 +249,20 @@ def run_glyph_demo(
     (cfg.out / "summary.json").write_text(json.dumps(jsonable(result), indent=2) + "\n")
     say(f"report: {cfg.out}/ ({', '.join(result.files)}); total {result.seconds_total:.1f} s")
     return result
+
+
+def _data_summary(cfg: DemoConfig, data: GlyphData, sched: Any) -> dict[str, Any]:
+    return {
+        "dataset": "tripletcore.datasets.load_glyphs (32 x 32)",
+        "classes": data.classes,
+        "train_classes": data.train_classes,
+        "test_classes": data.test_classes,
+        "train": len(data.train_labels),
+        "test": len(data.test_labels),
+        "steps": sched.total,
+        "steps_per_epoch": sched.steps_per_epoch,
+        "classes_per_batch": _classes_per_batch(cfg),
+    }
 
 
 def pk_rows(members: list[I64], p: int, size: int, rng: np.random.Generator) -> I64:
