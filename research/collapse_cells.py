@@ -60,7 +60,10 @@ class Dataset:
 def load_dataset(kind: str = "auto", seed: int = 0, test_fraction: float = 0.3) -> Dataset:
     """scikit-learn's digits when importable (``kind="auto"`` or ``"digits"``),
     else ten overlapping Gaussian classes in 64-D (``"synthetic"``). Features are
-    centred and scaled with training statistics; the split is stratified."""
+    centred and scaled with training statistics; the split is stratified.
+    ``kind="glyphs"``: :func:`glyph_dataset`, held-out classes unseen."""
+    if kind == "glyphs":
+        return glyph_dataset(seed)
     rng = np.random.default_rng(seed)
     x: F64
     y: I64
@@ -81,6 +84,29 @@ def load_dataset(kind: str = "auto", seed: int = 0, test_fraction: float = 0.3) 
     scale = float(x[train].std()) or 1.0
     x = (x - mean) / scale
     return Dataset(name, x[train], y[train], x[test], y[test], shape)
+
+
+#: Glyph classes of the collapse grid: half train, half unseen held-out.
+GLYPH_CLASSES = 120
+
+
+def glyph_dataset(seed: int, classes: int = GLYPH_CLASSES) -> Dataset:
+    """The glyph benchmark at 16 x 16 (2 x 2 block means of the 32 x 32
+    renders, to keep the NumPy MLP cheap), ``classes`` classes: half of them
+    (drawn by ``seed``) are the held-out set, unseen in training; the
+    validation part of :func:`research.glyph_data.glyph_split` trains too."""
+    from .glyph_data import glyph_split
+
+    parts = glyph_split(seed, classes, pool=2)
+    x_train = np.concatenate([parts.x["train"], parts.x["val"]]).astype(np.float64)
+    y_train = np.concatenate([parts.y["train"], parts.y["val"] + parts.classes["train"]])
+    mean = x_train.mean(axis=0)
+    scale = float(x_train.std()) or 1.0
+    x_test = (parts.x["test"].astype(np.float64) - mean) / scale
+    side = parts.side
+    return Dataset(
+        "glyphs", (x_train - mean) / scale, y_train, x_test, parts.y["test"], (side, side)
+    )
 
 
 def _synthetic(

@@ -53,14 +53,19 @@ METHODS: dict[str, str] = {
     "multi_proxy": "multi-proxy (4 per class, Proxy-Anchor base), no rounds",
     "multi_proxy_rounds": "multi-proxy + chance-constrained rounds",
     "sc": "selectively contrastive (easy positive, hard negative)",
+    "semi_hard": "semi-hard triplet (FaceNet; PK batches)",
+    "batch_all": "batch-all triplet (mean over the violating triplets; PK batches)",
 }
+#: The digits experiment's methods (the two classic baselines joined later,
+#: for the glyph benchmark, research/glyph_methods.py).
+DIGITS_METHODS = tuple(m for m in METHODS if m not in ("semi_hard", "batch_all"))
 
 
 @dataclass(frozen=True)
 class Config:
     epochs: int = 80
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    methods: tuple[str, ...] = tuple(METHODS)
+    methods: tuple[str, ...] = DIGITS_METHODS
     classes_per_batch: int = 4
     samples_per_class: int = 8
     lifetime: int = 10  # batches a set of representatives lives
@@ -98,9 +103,9 @@ def load_digits_split(seed: int) -> Split:
     return out
 
 
-def mlp(cfg: Config) -> torch.nn.Module:
+def mlp(cfg: Config, in_dim: int = 64) -> torch.nn.Module:
     return torch.nn.Sequential(
-        torch.nn.Linear(64, cfg.hidden),
+        torch.nn.Linear(in_dim, cfg.hidden),
         torch.nn.ReLU(),
         torch.nn.Linear(cfg.hidden, cfg.embedding_dim),
     )
@@ -184,7 +189,7 @@ def _loss(
     if method in ("proxy_anchor", "multi_proxy", "multi_proxy_rounds"):
         k = 1 if method == "proxy_anchor" else cfg.proxies_per_class
         proxy_loss = tt.MultiProxyLoss(
-            10,
+            int(ytr.max()) + 1,  # labels 0..C-1
             cfg.embedding_dim,
             k,
             "proxy_anchor",
@@ -203,19 +208,30 @@ def _loss(
         mask = sampler.anchor_mask()
         rep = tt.RepresentativeTripletLoss(cfg.margin, normalize=True)
         loss_fn = lambda e, y, b: rep(e, y, mask)  # noqa: E731
+    elif method in ("semi_hard", "batch_all"):
+        reduction = "mean_nonzero" if method == "batch_all" else "mean"
+        tl = tt.TripletMarginLoss(cfg.margin, method, normalize=True, reduction=reduction)
+        loss_fn = lambda e, y, b: tl(e, y)  # noqa: E731
     else:
         bh = tt.TripletMarginLoss(cfg.margin, normalize=True)
         loss_fn = lambda e, y, b: bh(e, y)  # noqa: E731
     return loss_fn, proxy_loss
 
 
-def train(method: str, data: Split, cfg: Config, seed: int) -> dict[str, Any]:
-    """Train one method with one seed; test metrics of the best validation epoch."""
+def train(
+    method: str,
+    data: Split,
+    cfg: Config,
+    seed: int,
+    extra: Callable[[torch.nn.Module], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Train one method with one seed; test metrics of the best validation
+    epoch, and what ``extra`` measures on that model."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     torch.manual_seed(seed)
     xtr, ytr = data.x["train"], data.y["train"]
-    model = mlp(cfg)
+    model = mlp(cfg, xtr.shape[1])
     ynp = ytr.numpy()
     steps = max(1, len(ynp) // (cfg.classes_per_batch * cfg.samples_per_class))
     hcm = method.startswith("rb_hcm")
@@ -281,7 +297,8 @@ def train(method: str, data: Split, cfg: Config, seed: int) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     model.load_state_dict(best[2])
     test = evaluate(model, data.x["test"], data.y["test"])
-    return {
+    more = {} if extra is None else extra(model)
+    return more | {
         "method": method,
         "seed": seed,
         "recall_at_1": test.recall_at[1],

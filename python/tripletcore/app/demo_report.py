@@ -131,7 +131,7 @@ def _num(v: float) -> str:
     return "-" if math.isnan(v) else f"{v:.4f}"
 
 
-def plot_training(r: DemoResult, path: Path) -> None:
+def plot_training(r: DemoResult, path: Path, title: str = "digits") -> None:
     from matplotlib.figure import Figure
 
     h = r.history
@@ -159,7 +159,7 @@ def plot_training(r: DemoResult, path: Path) -> None:
     ax[1, 1].legend()
     c = r.config
     fig.suptitle(
-        f"digits, {c['mining']}, batch {c['batch_size']}, embedding dim {c['embedding_dim']}"
+        f"{title}, {c['mining']}, batch {c['batch_size']}, embedding dim {c['embedding_dim']}"
     )
     fig.savefig(path, dpi=100)
 
