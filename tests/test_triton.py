@@ -295,6 +295,28 @@ def test_batch_all_flags_kinks_and_close_pairs() -> None:
     torch.testing.assert_close(loss[flagged], torch.as_tensor(want)[flagged], rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize("mining", ["batch_hard", "semi_hard", "batch_all"])
+@pytest.mark.parametrize("soft", [False, True])
+def test_gradient_penalty_equals_rust(mining: str, soft: bool) -> None:
+    """``create_graph=True`` gives a gradient connected to the graph (a gradient
+    penalty differentiates it again), equal to the Rust backend's."""
+    gen = torch.Generator().manual_seed(0)
+    inp = torch.randn(20, 5, dtype=torch.float64, generator=gen)
+    w0 = torch.randn(5, 4, dtype=torch.float64, generator=gen)
+    labels = torch.arange(20) % 4
+    out = {}
+    for backend in ("triton", "rust"):
+        w = w0.clone().requires_grad_(True)
+        emb = inp @ w
+        loss = triplet_margin_loss(
+            emb, labels, margin=0.5, mining=mining, soft=soft, reduction="mean", backend=backend
+        )
+        (g,) = torch.autograd.grad(loss, emb, create_graph=True)
+        assert g.requires_grad
+        (out[backend],) = torch.autograd.grad(loss + (g**2).sum(), w)
+    torch.testing.assert_close(out["triton"], out["rust"], rtol=1e-9, atol=1e-12)
+
+
 def test_bad_input_names_the_argument() -> None:
     x, labels = _data("random", torch.float32, n=16)
     bad = x.clone()

@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from .._tiled import _Space
 from . import _batch_all_kernels as k
@@ -126,16 +125,25 @@ class BatchAllTriton(torch.autograd.Function):
         loss, cnt, flag = _forward(parts, margin, soft)
         divisor = _divisor(parts, cnt, reduction)
         ctx.parts, ctx.flag, ctx.divisor = parts, flag, divisor
+        ctx.save_for_backward(x, labels)
         ctx.config = (margin, metric, soft, reduction)
         if reduction == "none":
             return loss.to(x.dtype)
         return (loss.sum() / divisor).to(x.dtype)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, *grads: Any) -> Any:
         (g,) = grads
         margin, metric, soft, reduction = ctx.config
+        if torch.is_grad_enabled():
+            # create_graph=True: a gradient autograd can differentiate again
+            # (the loss in torch ops, its active terms settled as here)
+            from .._double_backward import batch_all_surrogate, gradient_graph
+
+            x, labels = ctx.saved_tensors
+            with torch.enable_grad():
+                surrogate = batch_all_surrogate(x, labels, g, margin, metric, soft, reduction, None)
+                return gradient_graph(x, surrogate), None, None, None, None, None
         parts: _Parts = ctx.parts
         n = parts.pidx.shape[0]
         if reduction == "none":

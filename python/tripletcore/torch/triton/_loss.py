@@ -11,9 +11,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
-from .._triplets import unit_rows
+from .._triplets import hinge_or_soft, pair_distance, unit_rows
 from . import _kernels as k
 
 _CODES = {"euclidean": k.EUCLIDEAN, "sqeuclidean": k.SQEUCLIDEAN, "cosine": k.COSINE_UNIT}
@@ -42,14 +41,21 @@ class HardTripletLoss(torch.autograd.Function):
             METRIC=_CODES[metric], SOFT=bool(soft), BT=BLOCK_T, BD=BLOCK_D,
         )  # fmt: skip
         ctx.save_for_backward(z, pos, neg, slope, d_ap, d_an)
-        ctx.metric = metric
+        ctx.metric, ctx.margin, ctx.soft = metric, margin, soft
         return loss
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, *grads: Any) -> Any:
         (g,) = grads
         z, pos, neg, slope, d_ap, d_an = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # create_graph=True: the same gradient from torch ops on the
+            # mined triplets, which autograd can differentiate again
+            from .._double_backward import gradient_graph
+
+            with torch.enable_grad():
+                surrogate = _per_anchor_surrogate(z, pos, neg, g, ctx.margin, ctx.metric, ctx.soft)
+                return gradient_graph(z, surrogate), None, None, None, None, None
         n, d = z.shape
         gz = torch.zeros_like(z)
         k.hard_loss_bwd_kernel[_grid(n)](
@@ -57,6 +63,17 @@ class HardTripletLoss(torch.autograd.Function):
             METRIC=_CODES[ctx.metric], BT=BLOCK_T, BD=BLOCK_D,
         )  # fmt: skip
         return gz, None, None, None, None, None
+
+
+def _per_anchor_surrogate(
+    z: Tensor, pos: Tensor, neg: Tensor, g: Tensor, margin: float, metric: str, soft: bool
+) -> Tensor:
+    """``sum_a g[a] loss_a`` in torch ops on ``z`` (rows as the kernels see them)."""
+    a = torch.nonzero((pos >= 0) & (neg >= 0)).flatten()
+    za = z.index_select(0, a)
+    d_ap = pair_distance(za, z.index_select(0, pos[a]), metric)
+    d_an = pair_distance(za, z.index_select(0, neg[a]), metric)
+    return (g.index_select(0, a) * hinge_or_soft(d_ap, d_an, margin, soft)).sum()
 
 
 def hard_loss(
