@@ -21,7 +21,15 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="compile only the variants whose name has TEXT (alternatives split by |)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="compiler processes (default: the CPU count)",
+    )
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
     try:
         archs = [int(a) for a in args.compile.split(",") if a.strip()]
     except ValueError:
@@ -34,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from ._aot import compile_all
 
     try:
-        reports = compile_all(archs, args.only)
+        reports = compile_all(archs, args.only, args.jobs)
     except Exception as e:  # any compiler failure is the CLI's answer
         print(f"compile failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

@@ -277,26 +277,41 @@ def _ptxas_usage(ptx: str, arch: int) -> tuple[int, int, int, int]:
     )
 
 
-def compile_all(archs: list[int], only: str = "") -> list[KernelReport]:
-    """Compile every kernel variant for every architecture; raises on a failure."""
+def _compile_one(arch: int, index: int) -> KernelReport:
+    """Compile variant ``index`` of ``_variants()`` for ``arch``; raises on a failure."""
     import triton  # type: ignore[import-untyped]
     from triton.backends.compiler import GPUTarget  # type: ignore[import-untyped]
     from triton.compiler import ASTSource  # type: ignore[import-untyped]
 
-    reports = []
-    for arch in archs:
-        target = GPUTarget("cuda", arch, 32)
-        for name, fn, sig, consts in _variants():
-            if not any(part in name for part in only.split("|")):
-                continue
-            # the exact kernels must not contract mul + add (the Rust sums round both)
-            options = {"enable_fp_fusion": "_settle[" not in name}
-            compiled = triton.compile(ASTSource(fn, sig, consts), target=target, options=options)
-            # (softplus' exp and log come from libdevice, which uses FMA by design)
-            checks_fma = not options["enable_fp_fusion"] and "soft]" not in name
-            if checks_fma and "fma.rn.f64" in compiled.asm["ptx"]:
-                raise RuntimeError(f"{name}: FMA in the exact sums (sm_{arch})")
-            regs, st, ld, _ = _ptxas_usage(compiled.asm["ptx"], arch)
-            shared = int(compiled.metadata.shared)
-            reports.append(KernelReport(name, arch, regs, st, ld, shared))
-    return reports
+    name, fn, sig, consts = _variants()[index]
+    # the exact kernels must not contract mul + add (the Rust sums round both)
+    options = {"enable_fp_fusion": "_settle[" not in name}
+    target = GPUTarget("cuda", arch, 32)
+    compiled = triton.compile(ASTSource(fn, sig, consts), target=target, options=options)
+    # (softplus' exp and log come from libdevice, which uses FMA by design)
+    checks_fma = not options["enable_fp_fusion"] and "soft]" not in name
+    if checks_fma and "fma.rn.f64" in compiled.asm["ptx"]:
+        raise RuntimeError(f"{name}: FMA in the exact sums (sm_{arch})")
+    regs, st, ld, _ = _ptxas_usage(compiled.asm["ptx"], arch)
+    return KernelReport(name, arch, regs, st, ld, int(compiled.metadata.shared))
+
+
+def compile_all(archs: list[int], only: str = "", jobs: int = 1) -> list[KernelReport]:
+    """Compile every kernel variant for every architecture, in ``jobs``
+    processes; raises on a failure."""
+    names = [v[0] for v in _variants()]
+    work = [
+        (arch, i)
+        for arch in archs
+        for i, name in enumerate(names)
+        if any(part in name for part in only.split("|"))
+    ]
+    if jobs <= 1 or len(work) < 2:
+        return [_compile_one(arch, i) for arch, i in work]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: a fork of a process that has imported torch and Triton is not safe
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        return list(pool.map(_compile_one, *zip(*work, strict=True)))
