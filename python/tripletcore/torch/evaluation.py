@@ -125,7 +125,7 @@ def _backend_for(backend: str, device: torch.device) -> str:
 def _rust_knn(x: Tensor, k: int, y: Tensor | None, metric: str, exclude_self: bool) -> KnnResult:
     """The Rust kernel on the tensors' memory (no copy for contiguous rows)."""
     ya = None if y is None else y.detach().numpy()
-    res = numpy_knn(x.detach().numpy(), k, ya, metric=metric, exclude_self=exclude_self)
+    res = numpy_knn(x.detach().numpy(), k, ya, metric=cast(Any, metric), exclude_self=exclude_self)
     idx, dist = torch.from_numpy(res.indices), torch.from_numpy(res.distances)
     return KnnResult(indices=cast(Any, idx), distances=cast(Any, dist))
 

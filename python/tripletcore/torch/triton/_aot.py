@@ -111,7 +111,9 @@ def _batch_all_variants() -> list[tuple[str, Any, dict[str, str], dict[str, Any]
         eps = 2.0**-23 if dtype == "fp32" else 2.0**-52
         for mname, metric in (("euc", 0), ("sqeuc", 1), ("cos", 2)):
             sig = {"z_ptr": f, "nz_ptr": f, "pidx_ptr": "*i64", "tk_ptr": f, **ints}
-            consts = {"METRIC": metric, "BM": blocks["BM"], "BD": blocks["BD"], "PC": blocks["PC"]}
+            consts: dict[str, Any] = {
+                "METRIC": metric, "BM": blocks["BM"], "BD": blocks["BD"], "PC": blocks["PC"]
+            }  # fmt: skip
             sig.update({c: "constexpr" for c in consts})
             out.append((f"ba_slot_keys[{dtype},{mname}]", k.ba_slot_keys_kernel, sig, consts))
             for soft in (False, True):
