@@ -118,3 +118,22 @@ def test_integer_grid_every_anchor_picks_lowest_index_tie(dtype):
             total += 1
             mismatched += (res.neg_idx[i], res.pos_idx[i]) != (want_n, want_p)
     assert total == 10404 and mismatched == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 24), st.integers(1, 9))
+def test_tiled_torch_cosine_grid_matches_exact_oracle(seed, n, d):
+    torch = pytest.importorskip("torch")
+    from tripletcore.torch import BatchHardMiner, SemiHardMiner
+
+    X, labels = grid_case(seed, n, d)
+    xt, yt = torch.tensor(X), torch.tensor(labels)
+    pi, _, ni, _ = oracle.batch_hard(X, labels, "cosine")
+    keep = (pi >= 0) & (ni >= 0)
+    a, p, q = BatchHardMiner(metric="cosine", backend="torch")(xt, yt)
+    assert a.tolist() == np.nonzero(keep)[0].tolist()
+    assert p.tolist() == pi[keep].tolist() and q.tolist() == ni[keep].tolist()
+    inf = float("inf")
+    got = SemiHardMiner(margin=inf, metric="cosine", fallback="drop", backend="torch")(xt, yt)
+    want = oracle.semi_hard(X, labels, inf, "cosine", "drop")[:3]
+    assert [t.tolist() for t in got] == [w.tolist() for w in want]
