@@ -20,7 +20,7 @@ from .decomposition import (
 )
 from .distributed import all_gather_with_grad
 from .memory import CrossBatchMemory
-from .miners import BatchHardMiner, SemiHardMiner
+from .miners import BatchHardMiner, SemiHardMiner, TripletMarginMiner
 from .proxies import MultiProxyLoss, ProximalRegularizer, RoundController
 from .sampler import (
     RepresentativeBatchSampler,
@@ -43,6 +43,7 @@ __all__ = [
     "SelectivelyContrastiveLoss",
     "SemiHardMiner",
     "TripletMarginLoss",
+    "TripletMarginMiner",
     "TripletWeights",
     "all_gather_with_grad",
     "combine_components",
