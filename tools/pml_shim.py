@@ -144,7 +144,10 @@ class AccuracyCalculator:
         if kmeans_func is not None:
             raise NotImplementedError("kmeans_func (tripletcore clusters with its own k-means)")
         self.metric = "euclidean"
-        if knn_func is not None:
+        exact_l2 = isinstance(knn_func, pml_inference.FaissKNN) and (
+            knn_func.index_init_fn.__name__ == "IndexFlatL2"
+        )
+        if knn_func is not None and not exact_l2:  # an exact L2 index ranks as euclidean
             if not isinstance(knn_func, pml_inference.CustomKNN):
                 raise NotImplementedError(f"knn_func {knn_func!r}")
             distance = knn_func.distance
