@@ -88,8 +88,10 @@ def test_semi_hard_cosine_grid_matches_exact_oracle(seed, n, d, fallback):
     X, labels = grid_case(seed, n, d)
     res = tc.semi_hard(X, labels, margin=float("inf"), metric="cosine", fallback=fallback)
     a, p, q, _, _ = oracle.semi_hard(X, labels, float("inf"), "cosine", fallback)
-    got = sorted(zip(res.anchor.tolist(), res.positive.tolist(), res.negative.tolist()))
-    assert got == sorted(zip(a.tolist(), p.tolist(), q.tolist()))
+    got = sorted(
+        zip(res.anchor.tolist(), res.positive.tolist(), res.negative.tolist(), strict=True)
+    )
+    assert got == sorted(zip(a.tolist(), p.tolist(), q.tolist(), strict=True))
 
 
 def exact_cosine_keys(X):
@@ -137,3 +139,20 @@ def test_tiled_torch_cosine_grid_matches_exact_oracle(seed, n, d):
     got = SemiHardMiner(margin=inf, metric="cosine", fallback="drop", backend="torch")(xt, yt)
     want = oracle.semi_hard(X, labels, inf, "cosine", "drop")[:3]
     assert [t.tolist() for t in got] == [w.tolist() for w in want]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 24), st.integers(1, 9))
+def test_normalize_true_miner_ties_exact(seed, n, d):
+    # unit rows order every metric as the cosine distance: ties go to the lowest index
+    torch = pytest.importorskip("torch")
+    from tripletcore.torch import BatchHardMiner
+
+    X, labels = grid_case(seed, n, d)
+    pi, _, ni, _ = oracle.batch_hard(X, labels, "cosine")
+    keep = (pi >= 0) & (ni >= 0)
+    for metric in ("euclidean", "sqeuclidean", "cosine"):
+        for backend in ("rust", "torch"):
+            miner = BatchHardMiner(metric=metric, normalize=True, backend=backend)
+            a, p, q = miner(torch.tensor(X), torch.tensor(labels))
+            assert p.tolist() == pi[keep].tolist() and q.tolist() == ni[keep].tolist()

@@ -108,7 +108,9 @@ def retrieval_metrics(
     if reference is None:
         y, rlab, self_ref = x, lab, True
     else:
-        x, y = as_pair(x, reference)
+        x, y_given = as_pair(x, reference, ("X", "reference"))
+        assert y_given is not None
+        y = y_given
         rlab = as_labels(reference_labels, "reference_labels", y.shape[0], "reference")
         self_ref = bool(ref_includes_query)
         if self_ref and not (

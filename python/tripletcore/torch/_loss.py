@@ -251,7 +251,7 @@ def _triplet_indices(indices: Any, x: Tensor, ref: Tensor) -> tuple[Tensor, Tens
             "indices_tuple",
             "shape",
         )
-    names = ("anchor", "positive", "negative")
+    names: tuple[str, ...] = ("anchor", "positive", "negative")
     if len(indices) == 4:
         names = ("a1", "positive", "a2", "negative")
     out = []

@@ -27,6 +27,10 @@ def _rows(x: Tensor, normalize: bool) -> Tensor:
     return torch.nn.functional.normalize(x, dim=1) if normalize else x
 
 
+def _no_zero_row(x: Tensor, ref: Tensor | None) -> bool:
+    return all(bool((t != 0).any(dim=1).all()) for t in (x, ref) if t is not None)
+
+
 class BatchHardMiner(torch.nn.Module):
     """Per anchor the farthest positive and the nearest negative (Hermans et al.).
 
@@ -65,17 +69,20 @@ class BatchHardMiner(torch.nn.Module):
         lab = check_labels(labels, x)
         ref, rlab = check_reference(x, ref_emb, ref_labels)
         engine = resolve_backend(self.backend, x.device)
-        x = _rows(x, self.normalize)
         if ref is not None and ref_emb is embeddings and ref_labels is labels:
             ref = rlab = None  # PML's rule: the batch itself, each row not its own positive
+        metric, normalize = self.metric, self.normalize
+        if normalize and _no_zero_row(x, ref):
+            # On unit rows every metric orders as the cosine distance of the raw
+            # rows, whose ties the kernels settle exactly (not so after rounding).
+            metric, normalize = "cosine", False
+        x = _rows(x, normalize)
+        ref = None if ref is None else _rows(ref, normalize)
         if ref is not None and excludes_self(labels, ref_labels):
             # PML: ref_labels is labels excludes pair (i, i) of a separate reference set
-            ref = _rows(ref, self.normalize)
-            pi, ni = tiled_batch_hard(x, lab, self.metric, ref, rlab, 0, self.chunk_size)
+            pi, ni = tiled_batch_hard(x, lab, metric, ref, rlab, 0, self.chunk_size)
             return hard_triplets(pi, ni)
-        if ref is not None:
-            ref = _rows(ref, self.normalize)
-        pi, ni = engine.mine_batch_hard(x, lab, self.metric, ref, rlab, chunk_size=self.chunk_size)
+        pi, ni = engine.mine_batch_hard(x, lab, metric, ref, rlab, chunk_size=self.chunk_size)
         return hard_triplets(pi, ni)
 
 
