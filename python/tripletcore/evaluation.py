@@ -13,6 +13,7 @@ from . import _core
 from ._convert import FloatArray, IntArray, as_int, as_labels, as_pair
 from ._errors import InputError
 from ._options import METRICS, Metric, as_choice
+from ._retrieval import adjusted_mutual_info, ranked_labels, ranking_depth, ranking_metrics
 
 
 class KnnResult(NamedTuple):
@@ -55,14 +56,16 @@ def knn(
 
 
 class RetrievalMetrics(NamedTuple):
-    """Retrieval quality of embeddings (each row queried against the others).
+    """Retrieval quality of embeddings: queries ranked against a reference set.
 
     ``recall_at`` maps K to Recall@K (a same-class point among the K
-    nearest); ``precision_at_1``, ``r_precision`` and ``map_at_r`` follow
-    pytorch-metric-learning's AccuracyCalculator; ``nmi`` is the normalised
-    mutual information between the labels and a k-means clustering with one
-    cluster per class. Queries whose class has no other member are left
-    out (``queries`` says how many were used)."""
+    nearest); ``precision_at_1``, ``r_precision``, ``map_at_r``,
+    ``mean_average_precision`` and ``mean_reciprocal_rank`` follow
+    pytorch-metric-learning's AccuracyCalculator (over its ranking depth
+    ``k``); ``nmi`` and ``ami`` compare the query labels with a k-means
+    clustering of the queries, one cluster per query class. Queries whose
+    class has no other member in the reference set are left out of the
+    ranking metrics (``queries`` says how many were used)."""
 
     precision_at_1: float
     recall_at: dict[int, float]
@@ -70,76 +73,112 @@ class RetrievalMetrics(NamedTuple):
     map_at_r: float
     nmi: float
     queries: int
+    mean_average_precision: float
+    mean_reciprocal_rank: float
+    ami: float
 
 
 def retrieval_metrics(
     X: Any,
     labels: Any,
+    reference: Any = None,
+    reference_labels: Any = None,
     *,
     ks: Sequence[int] = (1, 2, 4, 8),
     metric: Metric = "euclidean",
     seed: int = 0,
+    ref_includes_query: bool = False,
+    k: int | str | None = None,
 ) -> RetrievalMetrics:
-    """Recall@K, precision@1, R-precision, MAP@R and NMI of ``X``: every row
-    is a query, the other rows are the gallery. Exact neighbours (ties by
-    lowest index), so the numbers are those of the definitions, not of an
-    approximate index."""
+    """Recall@K, precision@1, R-precision, MAP@R, MAP, MRR, NMI and AMI of
+    the queries ``X`` (with ``labels``) ranked against ``reference``.
+
+    As PML's ``AccuracyCalculator.get_accuracy(query, query_labels,
+    reference, reference_labels, ref_includes_query)``: ``reference=None``
+    ranks every row against the other rows; ``ref_includes_query=True``
+    says the first ``len(X)`` reference rows are the queries (each is left
+    out of its own ranking). ``k``: PML's ranking depth (``None``: the whole
+    reference set, an int, or ``"max_bin_count"``); R-precision and MAP@R
+    are cut at it. Exact neighbours (ties by lowest index), so the numbers
+    are those of the definitions, not of an approximate index. Memory: one
+    chunk of query rows x depth at a time."""
     metric = as_choice(metric, "metric", METRICS)
     x, _ = as_pair(X, None)
     lab = as_labels(labels, "labels", x.shape[0], "X")
+    return scored_retrieval(
+        x, lab, reference, reference_labels, ks, metric, seed, ref_includes_query, k, knn
+    )
+
+
+def scored_retrieval(
+    x: FloatArray,
+    lab: IntArray,
+    reference: Any,
+    reference_labels: Any,
+    ks: Sequence[int],
+    metric: str,
+    seed: int,
+    ref_includes_query: bool,
+    k: int | str | None,
+    knn: Any,
+) -> RetrievalMetrics:
+    """:func:`retrieval_metrics` of checked queries ``x``/``lab``, the
+    neighbours from ``knn`` (the NumPy function, or the torch one on a
+    device: ``tripletcore.torch.retrieval_metrics``)."""
+    ks = tuple(as_int(v, "ks") for v in ks)
     seed = as_int(seed, "seed")
-    plan = RetrievalPlan.of(lab, ks, x.shape[0])
-    nbrs = knn(x, plan.k, metric=metric).indices[plan.queries]
-    return plan.scores(nbrs, kmeans(np.asarray(x, np.float64), plan.classes, seed=seed))
-
-
-class RetrievalPlan(NamedTuple):
-    """The queries of :func:`retrieval_metrics` and how many neighbours they
-    need (shared with ``tripletcore.torch.retrieval_metrics``)."""
-
-    ks: tuple[int, ...]
-    inverse: IntArray  # class of each row, 0..classes-1
-    r: IntArray  # same-class points other than the row
-    queries: IntArray  # rows with r > 0
-    k: int  # neighbours per query
-    classes: int
-
-    @classmethod
-    def of(cls, lab: IntArray, ks: Sequence[int], n: int) -> RetrievalPlan:
-        ks = tuple(as_int(k, "ks") for k in ks)
-        if not ks or min(ks) < 1:
-            raise InputError(f"ks must be positive integers, got {ks}", "ks", "range")
-        _, inverse, counts = np.unique(lab, return_inverse=True, return_counts=True)
-        r = counts[inverse] - 1  # same-class points other than the query
-        queries = np.flatnonzero(r > 0)
-        if queries.size == 0:
-            raise InputError(
-                "no class has two or more points: no query has a relevant neighbour",
-                "labels",
-                "range",
-            )
-        k = min(max(max(ks), int(r.max())), n - 1)
-        return cls(ks, inverse, r, queries, k, len(counts))
-
-    def scores(self, nbrs: IntArray, clusters: IntArray) -> RetrievalMetrics:
-        """The metrics from the queries' neighbours (nearest first) and a clustering."""
-        k, queries, inverse = self.k, self.queries, self.inverse
-        rel = inverse[nbrs] == inverse[queries][:, None]
-        rq = self.r[queries]
-        ranks = np.arange(1, k + 1)
-        within_r = ranks[None, :] <= rq[:, None]
-        r_precision = (rel & within_r).sum(axis=1) / rq
-        precision_at_i = np.cumsum(rel, axis=1) / ranks[None, :]
-        map_at_r = (precision_at_i * (rel & within_r)).sum(axis=1) / rq
-        recall = {kk: float(rel[:, : min(kk, k)].any(axis=1).mean()) for kk in self.ks}
-        return RetrievalMetrics(
-            precision_at_1=float(rel[:, 0].mean()),
-            recall_at=recall,
-            r_precision=float(r_precision.mean()),
-            map_at_r=float(map_at_r.mean()),
-            nmi=normalized_mutual_info(inverse, clusters),
-            queries=int(queries.size),
+    if not ks or min(ks) < 1:
+        raise InputError(f"ks must be positive integers, got {ks}", "ks", "range")
+    if (reference is None) != (reference_labels is None):
+        raise InputError(
+            "reference and reference_labels must be given together",
+            "reference_labels" if reference_labels is None else "reference",
+            "conflict",
         )
+    if reference is None:
+        y, rlab, self_ref = x, lab, True
+    else:
+        x, y_given = as_pair(x, reference, ("X", "reference"))
+        assert y_given is not None
+        y = y_given
+        rlab = as_labels(reference_labels, "reference_labels", y.shape[0], "reference")
+        self_ref = bool(ref_includes_query)
+        if self_ref and not (
+            y.shape[0] >= x.shape[0]
+            and np.array_equal(y[: x.shape[0]], x)
+            and np.array_equal(rlab[: x.shape[0]], lab)
+        ):
+            raise InputError(
+                "ref_includes_query=True needs the first len(X) reference rows (and labels) "
+                "to be the queries",
+                "ref_includes_query",
+                "conflict",
+            )
+    classes, inverse = np.unique(lab, return_inverse=True)
+    ref_in = np.searchsorted(classes, rlab).clip(max=classes.size - 1)
+    ref_codes = np.where(classes[ref_in] == rlab, ref_in, -1).astype(np.int64)
+    counts = np.bincount(ref_codes[ref_codes >= 0], minlength=classes.size)
+    r = counts[inverse] - int(self_ref)  # relevant reference rows per query
+    queries = np.flatnonzero(r > 0)
+    if queries.size == 0:
+        what = (
+            "no class has two or more points"
+            if reference is None
+            else "no query has a same-class reference row other than itself"
+        )
+        raise InputError(f"{what}: no query has a relevant neighbour", "labels", "range")
+    depth = ranking_depth(k, int(counts.max()), y.shape[0], int(self_ref))
+    cols = min(max(depth, max(ks)), y.shape[0] - int(self_ref))
+    codes = ranked_labels(knn, x, y, ref_codes, cols, metric, self_ref, queries)
+    rel = codes == inverse[queries][:, None]
+    ranking = ranking_metrics(rel, r[queries], ks, depth)
+    clusters = kmeans(np.asarray(x, np.float64), len(classes), seed=seed)
+    return RetrievalMetrics(
+        nmi=normalized_mutual_info(inverse, clusters),
+        ami=adjusted_mutual_info(inverse, clusters),
+        queries=int(queries.size),
+        **ranking,
+    )
 
 
 def kmeans(

@@ -28,7 +28,7 @@ from .decomposition import (
 from .distributed import all_gather_with_grad
 from .evaluation import knn, retrieval_metrics
 from .memory import CrossBatchMemory
-from .miners import BatchHardMiner, SemiHardMiner
+from .miners import BatchHardMiner, SemiHardMiner, TripletMarginMiner
 from .proxies import MultiProxyLoss, ProximalRegularizer, RoundController
 from .sampler import (
     RepresentativeBatchSampler,
@@ -51,6 +51,7 @@ __all__ = [
     "SelectivelyContrastiveLoss",
     "SemiHardMiner",
     "TripletMarginLoss",
+    "TripletMarginMiner",
     "TripletWeights",
     "all_gather_with_grad",
     "combine_components",

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from .._errors import InputError
+from ._cosine_exact import key_error, repair_rows
 
 # Working-set budget of one chunk (its chunk x N matrices together).
 CHUNK_BYTES = 256 * 2**20
@@ -97,6 +98,10 @@ def _unit_rows(x: Tensor, name: str, arg: str) -> tuple[Tensor, Tensor]:
 _Parts = tuple[Tensor, Tensor, Tensor, Tensor]
 
 
+def _rows_count(rows: slice | Tensor, total: int) -> int:
+    return rows.numel() if isinstance(rows, Tensor) else len(range(total)[rows])
+
+
 class _Space:
     """Query rows ``x`` against reference rows ``ref`` (``None``: ``x``).
 
@@ -122,6 +127,8 @@ class _Space:
         self._c = 4 * x.shape[1] + 24
         self._nr_max: dict[int, float] = {}
         self._exact: _Parts | None = None
+        # cosine: float64 keys can split exact ties by an ulp; a last level ranks them exactly
+        self.last = _EXACT + 1 if metric == "cosine" else _EXACT
 
     def _prepare(self, x: Tensor, ref: Tensor | None) -> _Parts:
         if self.metric == "cosine":
@@ -149,6 +156,10 @@ class _Space:
         if level == _EXACT:
             assert isinstance(rows, Tensor)
             return self._exact_rows(rows)
+        if level > _EXACT:
+            assert isinstance(rows, Tensor)
+            tol = key_error(self.x.shape[1])
+            return repair_rows(self._exact_rows(rows), self.x[rows], self.ref, tol)
         zx, nx, zr, nr = self._level(level)
         g = zx[rows] @ zr.T
         if self.metric == "cosine":
@@ -157,6 +168,13 @@ class _Space:
 
     def tol(self, rows: slice | Tensor, level: int) -> Tensor:
         """Per query row, a bound on the rounding error of its keys at ``level`` < 2."""
+        if level == _EXACT:  # cosine only (the last level of the others has no tol)
+            return torch.full(
+                (_rows_count(rows, self.rows),),
+                key_error(self.x.shape[1]),
+                dtype=torch.float64,
+                device=self.x.device,
+            )
         c = self._c * self._units[level]
         _, nx, _, nr = self._level(level)
         if self.metric == "cosine":
@@ -219,7 +237,7 @@ def _settle(space: _Space, s: int, e: int, choose: _Chooser) -> Tensor:
     while rows is not None and rows.numel():
         level += 1
         idx = rows + s
-        tol = space.tol(idx, level) if level < _EXACT else None
+        tol = space.tol(idx, level) if level < space.last else None
         sub, amb = choose(space.keys(idx, level), tol, rows)
         out[rows] = sub
         rows = rows[amb] if amb is not None else None

@@ -34,8 +34,14 @@ def pair_distance(u: Tensor, v: Tensor, metric: str) -> Tensor:
     return torch.where(nonzero, torch.sqrt(torch.where(nonzero, sq, torch.ones_like(sq))), 0.0)
 
 
-def hinge_or_soft(d_ap: Tensor, d_an: Tensor, margin: float, soft: bool) -> Tensor:
-    """Per-triplet loss: ``[d_ap - d_an + margin]_+`` or ``log(1 + exp(d_ap - d_an))``."""
+def hinge_or_soft(
+    d_ap: Tensor, d_an: Tensor, margin: float, soft: bool, smooth: bool = False
+) -> Tensor:
+    """Per-triplet loss: ``[d_ap - d_an + margin]_+``, ``log(1 + exp(d_ap - d_an))``
+    (``soft``) or PML's ``smooth_loss`` ``log(1 + exp(d_ap - d_an + margin))``."""
+    if smooth:
+        v = d_ap - d_an + margin
+        return torch.logaddexp(v, torch.zeros_like(v))
     if soft:
         v = d_ap - d_an
         return torch.logaddexp(v, torch.zeros_like(v))
@@ -70,10 +76,12 @@ def triplet_loss(
     metric: str,
     soft: bool,
     reduction: str,
+    smooth: bool = False,
 ) -> Tensor:
     """Loss of the triplets ``(x[anchor], ref[positive], ref[negative])``.
 
     ``ref=None`` means ``ref = x``. Differentiable in ``x`` (and ``ref``).
+    ``smooth``: PML's ``smooth_loss`` (see :func:`hinge_or_soft`).
     """
     if metric == "cosine":
         x = unit_rows(x)
@@ -82,7 +90,7 @@ def triplet_loss(
     xa = x.index_select(0, anchor)
     d_ap = pair_distance(xa, r.index_select(0, positive), metric)
     d_an = pair_distance(xa, r.index_select(0, negative), metric)
-    losses = hinge_or_soft(d_ap, d_an, margin, soft)
+    losses = hinge_or_soft(d_ap, d_an, margin, soft, smooth)
     return reduce_losses(losses, anchor, x.shape[0], reduction)
 
 

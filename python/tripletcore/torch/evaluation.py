@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .._errors import InputError
 from .._options import BACKENDS, METRICS, as_choice
-from ..evaluation import KnnResult, RetrievalMetrics, RetrievalPlan, kmeans
+from ..evaluation import KnnResult, RetrievalMetrics, scored_retrieval
 from ..evaluation import knn as numpy_knn
 from ._checks import check_embeddings, check_finite, check_labels, compute_dtype
 from ._knn_exact import KnnProblem, torch_knn
@@ -133,26 +133,45 @@ def _rust_knn(x: Tensor, k: int, y: Tensor | None, metric: str, exclude_self: bo
 def retrieval_metrics(
     x: Tensor,
     labels: Tensor,
+    reference: Tensor | None = None,
+    reference_labels: Tensor | None = None,
+    *,
     ks: Sequence[int] = (1, 2, 4, 8),
     metric: str = "euclidean",
     seed: int = 0,
-    *,
+    ref_includes_query: bool = False,
+    k: int | str | None = None,
     backend: str = "auto",
 ) -> RetrievalMetrics:
-    """:func:`tripletcore.retrieval_metrics` of a tensor: every row a query,
-    the other rows the gallery, neighbours from :func:`knn` on ``x``'s
-    device (``backend`` as there). The same numbers as the NumPy function.
+    """:func:`tripletcore.retrieval_metrics` of tensors, with the neighbours
+    from :func:`knn` on ``x``'s device (``backend`` as there). The same
+    numbers as the NumPy function.
 
-    The NMI's k-means runs on the CPU (NumPy and the Rust kernel, on a
-    float64 copy of ``x``); the neighbour lists (queries x k) are moved to
-    the CPU for the scores.
+    The NMI's and AMI's k-means runs on the CPU (NumPy and the Rust kernel,
+    on a float64 copy of ``x``); the neighbour lists (a chunk of queries x
+    the ranking depth at a time) come back to the CPU for the scores.
     """
     metric = as_choice(metric, "metric", METRICS)
-    x, _ = _check_pair(x, None)
+    x, ref = _check_pair(x, reference)
     lab = check_labels(labels, x, "labels", "x").cpu().numpy()
-    plan = RetrievalPlan.of(lab, ks, x.shape[0])
-    nbrs = knn(x, plan.k, metric=metric, backend=backend).indices
-    queries = torch.from_numpy(plan.queries).to(x.device)
-    near = cast(Tensor, nbrs)[queries].cpu().numpy()
-    x64 = x.detach().double().cpu().numpy()
-    return plan.scores(near, kmeans(x64, plan.classes, seed=seed))
+    rlab = None
+    if reference_labels is not None:  # (without a reference: the conflict is named below)
+        rlab = (
+            np.asarray(reference_labels.cpu())
+            if ref is None
+            else check_labels(reference_labels, ref, "reference_labels", "reference").cpu().numpy()
+        )
+    gallery = x if ref is None else ref
+
+    def device_knn(query: Any, depth: int, _: Any, *, metric: str) -> Any:
+        q = torch.from_numpy(np.ascontiguousarray(query)).to(x.device)
+        found = knn(q, depth, gallery, metric=metric, exclude_self=False, backend=backend)
+        return KnnResult(
+            distances=cast(Any, None), indices=cast(Tensor, found.indices).cpu().numpy()
+        )
+
+    x_np = x.detach().cpu().numpy()
+    ref_np = None if ref is None else ref.detach().cpu().numpy()
+    return scored_retrieval(
+        x_np, lab, ref_np, rlab, ks, metric, seed, ref_includes_query, k, device_knn
+    )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._errors import InputError
 from .._options import FALLBACKS, METRICS, as_choice
 from ._backend import check_backend_name, resolve_backend
 from ._checks import (
@@ -16,14 +15,20 @@ from ._checks import (
     check_margin,
     compute_dtype,
 )
+from ._tiled import mine_batch_hard as tiled_batch_hard
 from ._triplets import hard_triplets
+from .margin_miner import TripletMarginMiner, check_reference, excludes_self
 
-__all__ = ["BatchHardMiner", "SemiHardMiner"]
+__all__ = ["BatchHardMiner", "SemiHardMiner", "TripletMarginMiner"]
 
 
 def _rows(x: Tensor, normalize: bool) -> Tensor:
     x = x.detach().to(compute_dtype(x.dtype))
     return torch.nn.functional.normalize(x, dim=1) if normalize else x
+
+
+def _no_zero_row(x: Tensor, ref: Tensor | None) -> bool:
+    return all(bool((t != 0).any(dim=1).all()) for t in (x, ref) if t is not None)
 
 
 class BatchHardMiner(torch.nn.Module):
@@ -32,9 +37,10 @@ class BatchHardMiner(torch.nn.Module):
     Returns ``(a, p, n)`` int64 tensors on the embeddings' device; anchors
     without a positive or a negative are dropped (PML's semantics). With
     ``ref_emb``/``ref_labels`` the positives and negatives are rows of the
-    reference set (every same-label reference row is eligible). Ties go to
-    the lowest index. PML's default distance normalises the embeddings: pass
-    ``normalize=True`` for the same mining.
+    reference set: every same-label reference row is eligible, except that,
+    as in PML, row i is not query i's positive when ``ref_labels is labels``
+    (the same object). Ties go to the lowest index. PML's default distance
+    normalises the embeddings: pass ``normalize=True`` for the same mining.
     """
 
     def __init__(
@@ -65,32 +71,22 @@ class BatchHardMiner(torch.nn.Module):
         given. No gradient flows (the miner only selects)."""
         x = check_embeddings(embeddings)
         lab = check_labels(labels, x)
-        if (ref_emb is None) != (ref_labels is None):
-            raise InputError(
-                "ref_emb and ref_labels must be given together",
-                "ref_labels" if ref_labels is None else "ref_emb",
-                "conflict",
-            )
-        ref = rlab = None
-        if ref_emb is not None:
-            ref = check_embeddings(ref_emb, "ref_emb")
-            if ref.device != x.device:
-                raise InputError(
-                    f"ref_emb is on {ref.device} but embeddings on {x.device}", "ref_emb", "device"
-                )
-            if ref.dtype != x.dtype:
-                raise TypeError(f"ref_emb is {ref.dtype} but embeddings are {x.dtype}")
-            if ref.shape[1] != x.shape[1]:
-                raise InputError(
-                    f"ref_emb has {ref.shape[1]} features but embeddings have {x.shape[1]}",
-                    "ref_emb",
-                    "shape",
-                )
-            rlab = check_labels(ref_labels, ref, "ref_labels", "ref_emb")
-            ref = _rows(ref, self.normalize)
+        ref, rlab = check_reference(x, ref_emb, ref_labels)
         engine = resolve_backend(self.backend, x.device)
-        x = _rows(x, self.normalize)
-        pi, ni = engine.mine_batch_hard(x, lab, self.metric, ref, rlab, chunk_size=self.chunk_size)
+        if ref is not None and ref_emb is embeddings and ref_labels is labels:
+            ref = rlab = None  # PML's rule: the batch itself, each row not its own positive
+        metric, normalize = self.metric, self.normalize
+        if normalize and _no_zero_row(x, ref):
+            # On unit rows every metric orders as the cosine distance of the raw
+            # rows, whose ties the kernels settle exactly (not so after rounding).
+            metric, normalize = "cosine", False
+        x = _rows(x, normalize)
+        ref = None if ref is None else _rows(ref, normalize)
+        if ref is not None and excludes_self(labels, ref_labels):
+            # PML: ref_labels is labels excludes pair (i, i) of a separate reference set
+            pi, ni = tiled_batch_hard(x, lab, metric, ref, rlab, 0, self.chunk_size)
+            return hard_triplets(pi, ni)
+        pi, ni = engine.mine_batch_hard(x, lab, metric, ref, rlab, chunk_size=self.chunk_size)
         return hard_triplets(pi, ni)
 
     def extra_repr(self) -> str:

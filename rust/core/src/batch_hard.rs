@@ -146,7 +146,7 @@ fn run<T: Real, const MR: usize, const NR: usize>(
         xlab: &cx,
         ylab: ylabels,
         self_excluded: reference.is_none(),
-        bound: ExpansionBound::new::<T>(x.cols),
+        bound: ExpansionBound::for_metric::<T>(x.cols, metric),
         widest: widest::BATCH_HARD,
     };
     let rows = if reference.is_some() {

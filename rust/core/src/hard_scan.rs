@@ -5,8 +5,10 @@
 
 use std::ops::Range;
 
+use crate::cosine_exact::repair_keys;
 use crate::engine::{dispatch, min_neg_x32, pass_bits_x32, Kernel, Simd};
 use crate::exact::Exact;
+use crate::metric::Metric;
 use crate::pack::{Anchors, Panels};
 use crate::real::Real;
 use crate::screen::{settle_best, CandidateSet, ExpansionBound, Extreme, MinTrack};
@@ -367,6 +369,20 @@ fn pass_bits<T: Real, const NR: usize, const SYM: bool>(
     (row, col)
 }
 
+/// The extreme of query row `i`'s `(key, index)` candidates; under cosine
+/// by the exact order of the distances ([`repair_keys`]).
+fn settle_exact<T: Real>(
+    exact: &Exact<T>,
+    i: usize,
+    mut cands: Vec<(f64, usize)>,
+    extreme: Extreme,
+) -> Option<(f64, usize)> {
+    if exact.metric == Metric::Cosine && cands.len() > 1 {
+        repair_keys(exact, i, &mut cands);
+    }
+    settle_best(cands.into_iter(), extreme)
+}
+
 /// Picks the exact extreme among a row's candidates (or by a full exact
 /// scan): `(pos_idx, pos_d2, neg_idx, neg_d2)`.
 pub(crate) fn finish_row<T: Real>(
@@ -380,17 +396,16 @@ pub(crate) fn finish_row<T: Real>(
     let is_pos = |j: usize| ctx.ylab[j] == li && !(ctx.self_excluded && j == i);
     let is_neg = |j: usize| ctx.ylab[j] != li;
     let keyed = |j: usize| (exact.d2(i, j), j);
-    let pos = match st.pos.survivors() {
-        Some(it) => settle_best(it.map(|j| keyed(j as usize)), Extreme::Greatest),
-        None => settle_best(
-            (0..n_ref).filter(|&j| is_pos(j)).map(keyed),
-            Extreme::Greatest,
-        ),
+    let pos: Vec<(f64, usize)> = match st.pos.survivors() {
+        Some(it) => it.map(|j| keyed(j as usize)).collect(),
+        None => (0..n_ref).filter(|&j| is_pos(j)).map(keyed).collect(),
     };
-    let neg = match st.neg.survivors() {
-        Some(it) => settle_best(it.map(|j| keyed(j as usize)), Extreme::Least),
-        None => settle_best((0..n_ref).filter(|&j| is_neg(j)).map(keyed), Extreme::Least),
+    let neg: Vec<(f64, usize)> = match st.neg.survivors() {
+        Some(it) => it.map(|j| keyed(j as usize)).collect(),
+        None => (0..n_ref).filter(|&j| is_neg(j)).map(keyed).collect(),
     };
+    let pos = settle_exact(exact, i, pos, Extreme::Greatest);
+    let neg = settle_exact(exact, i, neg, Extreme::Least);
     let fmt = |b: Option<(f64, usize)>| match b {
         Some((d2, j)) => (j as i64, d2),
         None => (-1, f64::NAN),

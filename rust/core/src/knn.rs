@@ -12,6 +12,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use crate::cosine_exact::repair_keys;
 use crate::engine::{dispatch, widest, with_tile_shape, Kernel};
 use crate::error::{CoreError, Result};
 use crate::exact::Exact;
@@ -170,7 +171,7 @@ fn run<T: Real, const MR: usize, const NR: usize>(
     let ctx = Ctx {
         anchors: &anchors,
         panels: &panels,
-        bound: ExpansionBound::new::<T>(x.cols),
+        bound: ExpansionBound::for_metric::<T>(x.cols, metric),
         self_excluded,
     };
     let n = x.rows;
@@ -288,13 +289,16 @@ fn finish_row<T: Real>(
     st: &TopK<T>,
     self_excluded: bool,
 ) -> Vec<(f64, usize)> {
-    let ranked: Vec<(f64, usize)> = match st.survivors() {
+    let mut ranked: Vec<(f64, usize)> = match st.survivors() {
         Some(it) => it.map(|j| (exact.d2(i, j as usize), j as usize)).collect(),
         None => (0..exact.y.rows)
             .filter(|&j| !(self_excluded && j == i))
             .map(|j| (exact.d2(i, j), j))
             .collect(),
     };
+    if exact.metric == Metric::Cosine {
+        repair_keys(exact, i, &mut ranked);
+    }
     let ranked = settle_top_k(ranked, k);
     debug_assert_eq!(ranked.len(), k);
     ranked

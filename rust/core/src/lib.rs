@@ -15,6 +15,7 @@
 mod batch_all;
 mod batch_hard;
 mod cdist;
+mod cosine_exact;
 mod engine;
 pub mod error;
 mod exact;

@@ -15,6 +15,8 @@
 
 use smallvec::SmallVec;
 
+use crate::cosine_exact::key_error;
+use crate::metric::Metric;
 use crate::real::Real;
 
 /// The rigorous error bound of the expansion `|a|^2 + |b|^2 - 2 a.b` in
@@ -33,6 +35,17 @@ impl ExpansionBound {
             coef: (d as f64 + 16.0) * T::UNIT_ROUNDOFF,
             tiny: (d as f64 + 16.0) * T::MIN_NORMAL,
         }
+    }
+
+    /// [`ExpansionBound::new`], widened under cosine by twice the error of
+    /// the settle's f64 keys, so that every candidate whose true distance
+    /// ties the answer survives to the exact settle.
+    pub(crate) fn for_metric<T: Real>(d: usize, metric: Metric) -> Self {
+        let mut bound = Self::new::<T>(d);
+        if metric == Metric::Cosine {
+            bound.tiny += 2.0 * key_error(d);
+        }
+        bound
     }
 
     /// The bound for anchor squared norm `na` against a panel whose largest

@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use crate::cosine_exact::repair_keys;
 use crate::error::{CoreError, Result};
 use crate::exact::Exact;
 use crate::matrix::{check_labels, encode_labels, Matrix};
@@ -136,11 +137,11 @@ pub(crate) fn mine<T: Real>(
             },
             |(row, pos, bucket), a| {
                 let la = codes[a];
+                exact_row(exact, a, row);
                 pos.clear();
-                for (j, r) in row.iter_mut().enumerate() {
-                    *r = exact.d2(a, j);
+                for (j, &r) in row.iter().enumerate() {
                     if j != a && codes[j] == la {
-                        pos.push((*r, j as u32));
+                        pos.push((r, j as u32));
                     }
                 }
                 let mut out = Vec::new();
@@ -211,4 +212,19 @@ pub(crate) fn mine<T: Real>(
         )
         .collect();
     per_anchor.into_iter().flatten().collect()
+}
+
+/// The f64 keys of anchor `a` against every row; under cosine adjusted so
+/// that their order is the exact order of the distances ([`repair_keys`]).
+fn exact_row<T: Real>(exact: &Exact<T>, a: usize, row: &mut [f64]) {
+    for (j, r) in row.iter_mut().enumerate() {
+        *r = exact.d2(a, j);
+    }
+    if exact.metric == Metric::Cosine {
+        let mut keyed: Vec<(f64, usize)> = row.iter().copied().zip(0..).collect();
+        repair_keys(exact, a, &mut keyed);
+        for (v, j) in keyed {
+            row[j] = v;
+        }
+    }
 }
