@@ -21,7 +21,7 @@ LX = RNG.integers(0, 3, 30)
 LY = RNG.integers(0, 3, 20)
 
 # Arguments that are data, not options: positional after the required ones.
-DATA = {"Y", "ref_labels", "seeds"}
+DATA = {"Y", "ref_labels", "seeds", "reference", "reference_labels"}
 
 
 def test_knn_is_distances_then_indices_like_sklearn_and_faiss():
@@ -61,7 +61,7 @@ def test_batch_hard_binds_a_positional_reference_set_to_Y():
         lambda: tc.batch_hard(X, LX, None, None, "cosine"),
         lambda: tc.semi_hard(X, LX, 0.3),
         lambda: tc.triplet_margin_loss(X, LX, 0.3),
-        lambda: tc.retrieval_metrics(X, LX, (1, 2)),
+        lambda: tc.retrieval_metrics(X, LX, None, None, (1, 2)),
         lambda: tc.hausdorff(X, Y, True),
         lambda: tc.is_triplet_separated(X, LX, 0.1),
         lambda: tc.pk_batch(LX, 6, 0),

@@ -317,6 +317,29 @@ def test_gradient_penalty_equals_rust(mining: str, soft: bool) -> None:
     torch.testing.assert_close(out["triton"], out["rust"], rtol=1e-9, atol=1e-12)
 
 
+def test_cosine_ties_go_to_the_lowest_index() -> None:
+    """Issue 17's repro: mathematically equal cosine distances an ulp apart in
+    float64; the Triton backend must pick the lowest index, as Rust does."""
+    x = torch.tensor(
+        [[-2, 0, -2, -2, 2, -1, 2, 1, -1], [2, -1, 2, 0, 1, -1, -2, -2, 2],
+         [1, -2, 0, -1, 2, -1, 2, 1, 1], [0, 0, 0, -2, 2, -2, 0, -2, -1.0]]
+    )  # fmt: skip
+    labels = torch.tensor([0, 0, 1, 1])
+    from tripletcore.torch._backend import resolve_backend
+
+    _, neg = resolve_backend("triton", x.device).mine_batch_hard(x, labels, "cosine")
+    assert int(neg[0]) == 2
+    g = torch.Generator().manual_seed(5)
+    grid = torch.randint(-2, 3, (30, 4), generator=g).double()
+    grid[(grid == 0).all(dim=1)] = 1.0
+    lab = torch.randint(0, 3, (30,), generator=g)
+    for fallback in ("hardest", "easiest"):
+        got = SemiHardMiner(0.1, "cosine", fallback, backend="triton")(grid, lab)
+        want = SemiHardMiner(0.1, "cosine", fallback, backend="rust")(grid, lab)
+        for a, b in zip(got, want, strict=True):
+            assert torch.equal(a, b)
+
+
 def test_bad_input_names_the_argument() -> None:
     x, labels = _data("random", torch.float32, n=16)
     bad = x.clone()

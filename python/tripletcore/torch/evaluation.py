@@ -61,17 +61,55 @@ def knn(
     name = _backend_for(backend, x.device)
     if name == "rust":
         return _rust_knn(x, k, y, metric, bool(exclude_self))
+    # cosine: one neighbour more, to see ties at the k-th place (below)
+    extra = int(metric == "cosine" and k < available)
     with torch.no_grad():
-        problem = KnnProblem.build(x.detach(), _detach(y), k, metric, bool(exclude_self))
+        problem = KnnProblem.build(x.detach(), _detach(y), k + extra, metric, bool(exclude_self))
         if name == "triton":
             from .triton._knn import triton_knn
 
             idx, d2 = triton_knn(problem)
         else:
             idx, d2 = torch_knn(problem)
+        if metric == "cosine":
+            idx, d2 = _exact_cosine_ties(x, y, k, idx, d2, bool(exclude_self))
         dist = problem.distances(d2, x.dtype)
     # the NumPy result type, holding tensors (annotated for arrays)
     return KnnResult(indices=cast(Any, idx), distances=cast(Any, dist))
+
+
+def _exact_cosine_ties(
+    x: Tensor, y: Tensor | None, k: int, idx: Tensor, d2: Tensor, exclude_self: bool
+) -> tuple[Tensor, Tensor]:
+    """The first ``k`` of the ``idx``/``d2`` lists, with the rows whose float64
+    cosine keys hold a near-tie (within twice their error, among the listed
+    ones or at the k-th place) ranked again by the Rust kernel, which orders
+    such ties by exact rational arithmetic (``cosine_exact.rs``). Those rows
+    and the reference rows go to the CPU (a host synchronisation)."""
+    from ._cosine_exact import key_error
+
+    tol = 2.0 * key_error(x.shape[1])  # d2 keys are twice the cosine key
+    near = ((d2[:, 1:] - d2[:, :-1]) <= 2.0 * tol).any(dim=1)
+    rows = torch.nonzero(near).flatten()
+    idx, d2 = idx[:, :k].clone(), d2[:, :k].clone()
+    if rows.numel() == 0:
+        return idx, d2
+    ref = x if y is None else y
+    q = x[rows].detach().double().cpu().numpy()
+    r = ref.detach().double().cpu().numpy()
+    self_rows = exclude_self and y is None
+    found = numpy_knn(q, k + int(self_rows), r, metric="cosine")
+    fi = torch.from_numpy(np.asarray(found.indices))
+    fd = torch.from_numpy(np.asarray(found.distances, dtype=np.float64))
+    if self_rows:
+        own = fi == rows.cpu()[:, None]
+        drop = torch.where(own.any(dim=1), own.int().argmax(dim=1), k)
+        keep = torch.ones_like(own)
+        keep[torch.arange(rows.numel()), drop] = False
+        fi, fd = fi[keep].reshape(-1, k), fd[keep].reshape(-1, k)
+    idx[rows] = fi.to(idx.device)
+    d2[rows] = (2.0 * fd).to(d2.device)  # the cosine distance is half the key
+    return idx, d2
 
 
 def _detach(y: Tensor | None) -> Tensor | None:

@@ -169,6 +169,9 @@ class TripletMarginMiner(torch.nn.Module):
         ref_emb: Tensor | None = None,
         ref_labels: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
+        """``(anchor, positive, negative)`` index tensors of every triplet of
+        the chosen type (positives and negatives from ``ref_emb`` when given),
+        as PML's ``TripletMarginMiner`` returns them."""
         x = check_embeddings(embeddings)
         lab = check_labels(labels, x)
         ref, rlab = check_reference(x, ref_emb, ref_labels)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._tiled import _Space
+from .._tiled import _hard_choose, _Space, chunk_rows
 from . import _kernels as k
 
 
@@ -95,5 +95,33 @@ def mine_batch_hard(
     space = _Space(x, ref, metric)
     rlab = labels if ref_labels is None else ref_labels
     pos, neg, flag = _screen(space, labels, rlab, self_offset)
-    _settle(space, labels, rlab, self_offset, pos, neg, flag)
+    if metric == "cosine":
+        _settle_cosine(space, labels, rlab, self_offset, pos, neg, flag)
+    else:
+        _settle(space, labels, rlab, self_offset, pos, neg, flag)
     return pos, neg
+
+
+def _settle_cosine(
+    space: _Space,
+    labels: Tensor,
+    rlab: Tensor,
+    self_offset: int | None,
+    pos: Tensor,
+    neg: Tensor,
+    flag: Tensor,
+) -> None:
+    """The flagged rows' choices on the tiled path's exact cosine keys.
+
+    Mathematically equal cosine distances can differ by an ulp in float64,
+    so ties are ordered by exact rational arithmetic (``_cosine_exact``), as
+    the Rust kernels order them. Reading the flagged rows is a host
+    synchronisation (cosine only)."""
+    rows = torch.nonzero(flag).flatten()
+    step = chunk_rows(max(1, rows.numel()), space.cols, 8 + 1, None)
+    for s in range(0, rows.numel(), step):
+        part = rows[s : s + step]
+        same = labels[part][:, None] == rlab[None, :]
+        self_cols = None if self_offset is None else part + self_offset
+        choice, _ = _hard_choose(same, self_cols, space.keys(part, space.last), None, None)
+        pos[part], neg[part] = choice[:, 0], choice[:, 1]

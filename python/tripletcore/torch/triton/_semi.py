@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._tiled import _Space
+from .._tiled import _positives, _semi_choose, _Space, chunk_rows
 from . import _semi_kernels as k
 from ._mining import _cdiv, _tolerance
 
@@ -61,14 +61,33 @@ def mine_semi_hard(
         BM=bm, BN=bn, BD=bd, PC=pc,
     )  # fmt: skip
     if metric == "cosine":
-        xe = space._exact_parts()[0]  # float64 unit rows, as the Rust kernels form them
+        _settle_cosine(space, labels, margin, fallback, out, flag)
     else:
-        xe = x
-    xe = xe.contiguous()
-    k.semi_settle_kernel[(n,)](
-        xe, labels, pidx, out, flag, m.double(), n, xe.shape[1], xe.stride(0), width, *choice,
-        **consts, BN=k.SETTLE_BLOCK_N, PC=k.SETTLE_SLOTS, LN=k.LANES,
-        enable_fp_fusion=False,
-    )  # fmt: skip
+        xe = x.contiguous()
+        k.semi_settle_kernel[(n,)](
+            xe, labels, pidx, out, flag, m.double(), n, xe.shape[1], xe.stride(0), width,
+            *choice, **consts, BN=k.SETTLE_BLOCK_N, PC=k.SETTLE_SLOTS, LN=k.LANES,
+            enable_fp_fusion=False,
+        )  # fmt: skip
     rows, slots = torch.nonzero(out >= 0, as_tuple=True)  # by anchor, then positive
     return rows, pidx[rows, slots], out[rows, slots]
+
+
+def _settle_cosine(
+    space: _Space, labels: Tensor, margin: float, fallback: str, out: Tensor, flag: Tensor
+) -> None:
+    """The flagged anchors' choices on the tiled path's exact cosine keys
+    (ties ordered by exact rational arithmetic, as the Rust kernels order
+    them; see ``_mining._settle_cosine``). A host synchronisation."""
+    rows = torch.nonzero(flag).flatten()
+    step = chunk_rows(max(1, rows.numel()), space.cols, 3 * 8 + 12, None)
+    for s in range(0, rows.numel(), step):
+        part = rows[s : s + step]
+        same = labels[part][:, None] == labels[None, :]
+        pos = same.clone()
+        pos[torch.arange(part.numel(), device=part.device), part] = False
+        p_idx, p_valid = _positives(pos)
+        keys = space.keys(part, space.last)
+        got, _ = _semi_choose(keys, ~same, p_idx, p_valid, margin, "cosine", fallback, None)
+        out[part] = -1
+        out[part, : got.shape[1]] = got
