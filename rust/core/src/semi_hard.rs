@@ -8,6 +8,7 @@ use crate::exact::Exact;
 use crate::matrix::{check_labels, encode_labels, Matrix};
 use crate::metric::Metric;
 use crate::pack::row_norms;
+use crate::parallel::checkpoint;
 use crate::real::Real;
 use crate::scale::{distance_factor, with_safe_scale};
 
@@ -135,6 +136,7 @@ pub(crate) fn mine<T: Real>(
                 )
             },
             |(row, pos, bucket), a| {
+                checkpoint();
                 let la = codes[a];
                 pos.clear();
                 for (j, r) in row.iter_mut().enumerate() {
