@@ -211,6 +211,7 @@ fn summarize_blocks<T: Real, const MR: usize, const NR: usize>(
 ) -> Vec<AnchorSummary> {
     (0..n.div_ceil(BLOCK))
         .into_par_iter()
+        .panic_fuse()
         .map_init(
             || {
                 (
@@ -260,20 +261,23 @@ impl<T: Real, const MR: usize, const NR: usize> GradPass<'_, '_, T, MR, NR> {
     fn run(&self) -> Vec<T> {
         let (n, d) = (self.x.rows, self.x.cols);
         let mut grad = vec![T::ZERO; n * d];
-        grad.par_chunks_mut(BLOCK * d).enumerate().for_each_init(
-            || {
-                (
-                    vec![T::ZERO; BLOCK * n],
-                    vec![0.0f64; BLOCK * n],
-                    vec![0.0f64; 2 * BLOCK * d],
-                    vec![0.0f64; d],
-                )
-            },
-            |bufs, (b, gblock)| {
-                checkpoint();
-                self.block(b, gblock, bufs)
-            },
-        );
+        grad.par_chunks_mut(BLOCK * d)
+            .enumerate()
+            .panic_fuse()
+            .for_each_init(
+                || {
+                    (
+                        vec![T::ZERO; BLOCK * n],
+                        vec![0.0f64; BLOCK * n],
+                        vec![0.0f64; 2 * BLOCK * d],
+                        vec![0.0f64; d],
+                    )
+                },
+                |bufs, (b, gblock)| {
+                    checkpoint();
+                    self.block(b, gblock, bufs)
+                },
+            );
         grad
     }
 

@@ -78,6 +78,7 @@ fn run<T: Real, const MR: usize, const NR: usize>(
     let mut out = vec![T::ZERO; x.rows * m];
     out.par_chunks_mut(MR * m)
         .enumerate()
+        .panic_fuse()
         .for_each(|(g, block)| {
             checkpoint();
             blocks.fill(g * MR, block)

@@ -84,6 +84,7 @@ fn nearest_for_max_impl<T: Real, const MR: usize, const NR: usize>(
     let n = x.rows;
     Ok((0..n.div_ceil(ROW_BLOCK))
         .into_par_iter()
+        .panic_fuse()
         .flat_map_iter(|b| {
             checkpoint();
             scan_rows::<T, MR, NR>(&shared, b * ROW_BLOCK, ((b + 1) * ROW_BLOCK).min(n))

@@ -122,6 +122,7 @@ fn iso_blocks<T: Real, const MR: usize, const NR: usize>(
     let nblocks = n.div_ceil(ISO_BLOCK);
     let mut blocks: Vec<IsoBlock> = (0..nblocks)
         .into_par_iter()
+        .panic_fuse()
         .map_init(
             || (vec![T::ZERO; ISO_BLOCK * n], vec![T::ZERO; ISO_BLOCK * n]),
             |(d1, d2), b| {

@@ -215,6 +215,7 @@ fn nearest_with<T: Real, const D: usize>(x: &Matrix<T>, y: &Matrix<T>) -> Vec<Op
     let mut out: Vec<Option<usize>> = vec![None; n];
     out.par_chunks_mut(256)
         .enumerate()
+        .panic_fuse()
         .for_each_init(Vec::new, |stack, (c, chunk)| {
             checkpoint();
             for (k, slot) in chunk.iter_mut().enumerate() {

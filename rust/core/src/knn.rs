@@ -177,6 +177,7 @@ fn run<T: Real, const MR: usize, const NR: usize>(
     let n = x.rows;
     let rows: Vec<Vec<(f64, usize)>> = (0..n.div_ceil(ROW_BLOCK))
         .into_par_iter()
+        .panic_fuse()
         .flat_map_iter(|b| {
             checkpoint();
             let (r0, r1) = (b * ROW_BLOCK, ((b + 1) * ROW_BLOCK).min(n));

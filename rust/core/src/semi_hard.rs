@@ -127,6 +127,7 @@ pub(crate) fn mine<T: Real>(
     let less = |u: Cand, v: Cand| u.0 < v.0 || (u.0 == v.0 && u.1 < v.1);
     let per_anchor: Vec<Vec<Triplet>> = (0..n)
         .into_par_iter()
+        .panic_fuse()
         .map_init(
             || {
                 (
