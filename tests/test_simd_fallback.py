@@ -6,8 +6,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-
 SCRIPT = """
 import json, sys
 import numpy as np

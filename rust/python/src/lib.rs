@@ -12,6 +12,7 @@ use tripletcore_core::{Fallback, LossOptions, Metric, Mining, Real, Reduction};
 mod errors;
 mod guard;
 mod input;
+mod memory;
 use errors::{conflict, core_error, input_error, option, wrong_type};
 use guard::run;
 use input::{floats, labels_slice, matrix, other, snapshot, Floats};
@@ -97,6 +98,8 @@ fn cdist<'py>(
         view!(xm = xa, "X");
         view_opt!(ym = ya, "Y");
         let m = ym.as_ref().map_or(xm.rows(), |y| y.rows());
+        let cells = xm.rows() as u128 * m as u128;
+        memory::check_output("cdist", cells, std::mem::size_of::<F>() as u128)?;
         let out = run(py, "cdist", work(xm.rows(), m, xm.cols()), || {
             core::cdist(&xm, ym.as_ref(), metric)
         })?
@@ -404,6 +407,9 @@ fn knn<'py>(
         view!(xm = xa, "X");
         view_opt!(ym = ya, "Y");
         let m = ym.as_ref().map_or(xm.rows(), |y| y.rows());
+        // indices and distances, and the per-row lists they are made from
+        let item = 2 * (8 + std::mem::size_of::<F>()) as u128;
+        memory::check_output("knn", xm.rows() as u128 * k as u128, item)?;
         let r = run(py, "knn", work(xm.rows(), m, xm.cols()), || {
             core::knn(&xm, k, ym.as_ref(), metric, exclude_self)
         })?
