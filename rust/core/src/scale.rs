@@ -91,6 +91,8 @@ impl std::ops::MulAssign<Pow2> for f64 {
 
 impl std::ops::Div for Pow2 {
     type Output = Pow2;
+    // Dividing powers of two subtracts their exponents.
+    #[allow(clippy::suspicious_arithmetic_impl)]
     fn div(self, p: Pow2) -> Pow2 {
         Pow2(self.0 - p.0)
     }
