@@ -30,6 +30,7 @@ __all__ = [
     "isometric_error",
     "kcenter",
     "covering_radius",
+    "_force_panic",
     "__version__",
 ]
 
@@ -66,3 +67,4 @@ def kcenter(x: _F, k: int, seeds: _F | None, first: int) -> tuple[_I, float, int
 def covering_radius(
     x: _F, labels: _I, proxies: _F, proxy_labels: _I
 ) -> tuple[_I, npt.NDArray[np.float64], _I, _I]: ...
+def _force_panic(name: str | None) -> None: ...  # test only (tests/test_robustness.py)

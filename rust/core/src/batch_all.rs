@@ -14,7 +14,9 @@ use crate::exact::Exact;
 use crate::loss::{sigmoid, softplus, LossOptions, LossOutput, Reduction};
 use crate::matrix::Matrix;
 use crate::metric::Metric;
+use crate::parallel::checkpoint;
 use crate::real::Real;
+use crate::scale::Pow2;
 
 /// Per-anchor bookkeeping of batch-all: sorted positive distances and the
 /// derivative of the anchor's loss with respect to each of them.
@@ -34,7 +36,7 @@ pub(crate) fn batch_all_loss<T: Real>(
     exact: &Exact<T>,
     codes: &[u32],
     opts: LossOptions,
-    f: f64,
+    f: Pow2,
 ) -> Result<LossOutput<T>> {
     with_tile_shape!(
         widest::BATCH_ALL,
@@ -162,7 +164,7 @@ fn batch_all_blocks<T: Real, const MR: usize, const NR: usize>(
     exact: &Exact<T>,
     codes: &[u32],
     opts: LossOptions,
-    f: f64,
+    f: Pow2,
 ) -> Result<LossOutput<T>> {
     let blocks = DistanceBlocks::<T, MR, NR>::new(x, None, exact.metric, widest::BATCH_ALL)?;
     let summaries = summarize_blocks(&blocks, x.rows, codes, opts, f);
@@ -205,10 +207,11 @@ fn summarize_blocks<T: Real, const MR: usize, const NR: usize>(
     n: usize,
     codes: &[u32],
     opts: LossOptions,
-    f: f64,
+    f: Pow2,
 ) -> Vec<AnchorSummary> {
     (0..n.div_ceil(BLOCK))
         .into_par_iter()
+        .panic_fuse()
         .map_init(
             || {
                 (
@@ -218,6 +221,7 @@ fn summarize_blocks<T: Real, const MR: usize, const NR: usize>(
                 )
             },
             |(buf, row, scratch), b| {
+                checkpoint();
                 let rows = rows_of(b, n);
                 let buf = &mut buf[..rows.len() * n];
                 blocks.fill(rows.start, buf);
@@ -245,7 +249,7 @@ struct GradPass<'a, 'm, T, const MR: usize, const NR: usize> {
     codes: &'a [u32],
     positives: &'a Positives,
     opts: LossOptions,
-    f: f64,
+    f: Pow2,
     scale: f64,
 }
 
@@ -257,17 +261,23 @@ impl<T: Real, const MR: usize, const NR: usize> GradPass<'_, '_, T, MR, NR> {
     fn run(&self) -> Vec<T> {
         let (n, d) = (self.x.rows, self.x.cols);
         let mut grad = vec![T::ZERO; n * d];
-        grad.par_chunks_mut(BLOCK * d).enumerate().for_each_init(
-            || {
-                (
-                    vec![T::ZERO; BLOCK * n],
-                    vec![0.0f64; BLOCK * n],
-                    vec![0.0f64; 2 * BLOCK * d],
-                    vec![0.0f64; d],
-                )
-            },
-            |bufs, (b, gblock)| self.block(b, gblock, bufs),
-        );
+        grad.par_chunks_mut(BLOCK * d)
+            .enumerate()
+            .panic_fuse()
+            .for_each_init(
+                || {
+                    (
+                        vec![T::ZERO; BLOCK * n],
+                        vec![0.0f64; BLOCK * n],
+                        vec![0.0f64; 2 * BLOCK * d],
+                        vec![0.0f64; d],
+                    )
+                },
+                |bufs, (b, gblock)| {
+                    checkpoint();
+                    self.block(b, gblock, bufs)
+                },
+            );
         grad
     }
 

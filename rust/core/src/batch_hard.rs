@@ -19,6 +19,7 @@ use crate::metric::Metric;
 use crate::pack::{prepare_anchors, prepare_panels, row_norms, Transform};
 use crate::parallel::{map_range, on_pool, worth_parallel};
 use crate::real::Real;
+use crate::scale::Pow2;
 use crate::scale::{distance_factor, with_safe_scale};
 use crate::screen::ExpansionBound;
 
@@ -84,7 +85,7 @@ pub(crate) struct Picks {
 
 impl Picks {
     /// The distances in the caller's units (`f`: the safe scale's factor).
-    fn distances<T: Real>(self, metric: Metric, f: f64) -> BatchHard<T> {
+    fn distances<T: Real>(self, metric: Metric, f: Pow2) -> BatchHard<T> {
         // NaN (no pick) stays NaN.
         let dist = |d2: &[f64]| -> Vec<T> {
             d2.iter()

@@ -9,6 +9,7 @@ use crate::exact::Exact;
 use crate::matrix::{check_same_dim, Matrix};
 use crate::metric::Metric;
 use crate::pack::{prepare_anchors, prepare_panels, row_norms, Anchors, Panels, Transform};
+use crate::parallel::checkpoint;
 use crate::real::Real;
 use crate::scale::{distance_factor, with_safe_scale};
 use crate::tile::for_each_tile;
@@ -21,7 +22,7 @@ pub fn cdist<T: Real>(x: &Matrix<T>, y: Option<&Matrix<T>>, metric: Metric) -> R
     with_safe_scale(x, y, |x, y, s| {
         let mut out = with_tile_shape!(widest::CDIST, T, run(x, y, metric))?;
         let f = distance_factor(metric, s);
-        if f != 1.0 {
+        if !f.is_one() {
             out.par_iter_mut()
                 .for_each(|v| *v = T::from_f64(v.to_f64() * f));
         }
@@ -77,7 +78,11 @@ fn run<T: Real, const MR: usize, const NR: usize>(
     let mut out = vec![T::ZERO; x.rows * m];
     out.par_chunks_mut(MR * m)
         .enumerate()
-        .for_each(|(g, block)| blocks.fill(g * MR, block));
+        .panic_fuse()
+        .for_each(|(g, block)| {
+            checkpoint();
+            blocks.fill(g * MR, block)
+        });
     Ok(out)
 }
 

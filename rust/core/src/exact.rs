@@ -5,6 +5,7 @@ use crate::engine::{add_scaled_diff_lanes, dispatch, lane_diff_squares, widest, 
 use crate::matrix::Matrix;
 use crate::metric::Metric;
 use crate::real::Real;
+use crate::scale::Pow2;
 
 /// Exact distances between rows of `x` and rows of `y` (possibly the same).
 pub(crate) struct Exact<'a, T> {
@@ -168,6 +169,23 @@ fn finish_lanes<T: Real>(
         half /= 2;
     }
     acc[0]
+}
+
+/// `|a - b|` where the plain sum of squares overflows or underflows: the
+/// same sum on the rows divided by an exact power of two near their
+/// largest magnitude, so differences cannot overflow either (near the f64
+/// maximum the result is inf only when the distance itself is).
+pub(crate) fn scaled_diff_norm<T: Real>(a: &[T], b: &[T]) -> f64 {
+    let amax = a
+        .iter()
+        .chain(b)
+        .map(|v| v.to_f64().abs())
+        .fold(0.0, f64::max);
+    if amax == 0.0 {
+        return 0.0;
+    }
+    let s = Pow2(amax.log2().floor() as i32);
+    sq_diff_sum(a, b, |u, v| u.to_f64() / s - v.to_f64() / s).sqrt() * s
 }
 
 /// Euclidean norm of `values`, scaled by the largest magnitude so that

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::batch_hard::batch_hard;
 use crate::error::{CoreError, Result};
-use crate::exact::{diff_sq_sum, safe_norm};
+use crate::exact::{diff_sq_sum, scaled_diff_norm};
 use crate::hausdorff_scan::nearest_for_max;
 use crate::kdtree::{nearest_for_max_tree, KD_MAX_DIM};
 use crate::matrix::{check_labels, check_same_dim, Matrix};
@@ -35,19 +35,14 @@ pub struct HardestTriplet {
 
 /// Exact Euclidean distance between row `i` of `a` and row `j` of `b`:
 /// the square root of the same f64 sum the kernels rank candidates by, so
-/// equal sums stay tied; scaled (`safe_norm`) only where that sum overflows
+/// equal sums stay tied; scaled (`scaled_diff_norm`) only where that sum overflows
 /// or underflows.
 pub(crate) fn dist<T: Real>(a: &Matrix<T>, i: usize, b: &Matrix<T>, j: usize) -> f64 {
     let d2 = diff_sq_sum(a.row(i), b.row(j));
     if d2.is_finite() && d2 >= f64::MIN_POSITIVE {
         return d2.sqrt();
     }
-    safe_norm(
-        a.row(i)
-            .iter()
-            .zip(b.row(j))
-            .map(|(x, y)| x.to_f64() - y.to_f64()),
-    )
+    scaled_diff_norm(a.row(i), b.row(j))
 }
 
 /// The first item of largest `value` in iteration (index) order.

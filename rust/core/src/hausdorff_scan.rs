@@ -13,7 +13,7 @@ use crate::hard_scan::{finish_row, scan_block, Ctx, RowState, ROW_BLOCK};
 use crate::matrix::{check_same_dim, Matrix};
 use crate::metric::Metric;
 use crate::pack::{prepare_anchors, prepare_panels, Transform};
-use crate::parallel::scattered_stride;
+use crate::parallel::{checkpoint, scattered_stride};
 use crate::real::Real;
 use crate::screen::ExpansionBound;
 
@@ -84,7 +84,9 @@ fn nearest_for_max_impl<T: Real, const MR: usize, const NR: usize>(
     let n = x.rows;
     Ok((0..n.div_ceil(ROW_BLOCK))
         .into_par_iter()
+        .panic_fuse()
         .flat_map_iter(|b| {
+            checkpoint();
             scan_rows::<T, MR, NR>(&shared, b * ROW_BLOCK, ((b + 1) * ROW_BLOCK).min(n))
         })
         .collect())

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::geometry::{check_two_embeddings, dist, Attained};
 use crate::matrix::Matrix;
 use crate::metric::Metric;
+use crate::parallel::checkpoint;
 use crate::real::Real;
 use crate::scale::with_safe_scale;
 use crate::screen::{
@@ -121,9 +122,11 @@ fn iso_blocks<T: Real, const MR: usize, const NR: usize>(
     let nblocks = n.div_ceil(ISO_BLOCK);
     let mut blocks: Vec<IsoBlock> = (0..nblocks)
         .into_par_iter()
+        .panic_fuse()
         .map_init(
             || (vec![T::ZERO; ISO_BLOCK * n], vec![T::ZERO; ISO_BLOCK * n]),
             |(d1, d2), b| {
+                checkpoint();
                 let r0 = b * ISO_BLOCK;
                 let rows = ISO_BLOCK.min(n - r0);
                 b1.fill(r0, &mut d1[..rows * n]);

@@ -14,6 +14,7 @@ use crate::geometry::{directed_hausdorff, Attained};
 use crate::knn::knn;
 use crate::matrix::{check_labels, Matrix};
 use crate::metric::Metric;
+use crate::parallel::checkpoint;
 use crate::real::Real;
 use crate::scale::with_safe_scale;
 
@@ -102,6 +103,7 @@ fn run<T: Real>(
         None => first,
     };
     loop {
+        checkpoint();
         chosen[next] = true;
         indices.push(next as i64);
         let c = x.row(next);

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use crate::exact::Exact;
 use crate::matrix::Matrix;
 use crate::metric::Metric;
-use crate::parallel::scattered_stride;
+use crate::parallel::{checkpoint, scattered_stride};
 use crate::real::Real;
 
 /// Below this dimension the tree wins over the tiled scan (measured in
@@ -215,7 +215,9 @@ fn nearest_with<T: Real, const D: usize>(x: &Matrix<T>, y: &Matrix<T>) -> Vec<Op
     let mut out: Vec<Option<usize>> = vec![None; n];
     out.par_chunks_mut(256)
         .enumerate()
+        .panic_fuse()
         .for_each_init(Vec::new, |stack, (c, chunk)| {
+            checkpoint();
             for (k, slot) in chunk.iter_mut().enumerate() {
                 let i = ((c * 256 + k) * stride) % n;
                 let mut a = [0.0; D];

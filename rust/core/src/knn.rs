@@ -19,6 +19,7 @@ use crate::exact::Exact;
 use crate::matrix::{check_same_dim, Matrix};
 use crate::metric::Metric;
 use crate::pack::{prepare_anchors, prepare_panels, row_norms, Anchors, Panels, Transform};
+use crate::parallel::checkpoint;
 use crate::real::Real;
 use crate::scale::{distance_factor, with_safe_scale};
 use crate::screen::{settle_top_k, CandidateSet, ExpansionBound};
@@ -125,7 +126,7 @@ pub fn knn<T: Real>(
     with_safe_scale(x, reference, |x, y, s| {
         let mut out = with_tile_shape!(widest::KNN, T, run(x, k, y, metric, self_excluded))?;
         let f = distance_factor(metric, s);
-        if f != 1.0 {
+        if !f.is_one() {
             for v in out.distances.iter_mut() {
                 *v = T::from_f64(v.to_f64() * f);
             }
@@ -177,7 +178,9 @@ fn run<T: Real, const MR: usize, const NR: usize>(
     let n = x.rows;
     let rows: Vec<Vec<(f64, usize)>> = (0..n.div_ceil(ROW_BLOCK))
         .into_par_iter()
+        .panic_fuse()
         .flat_map_iter(|b| {
+            checkpoint();
             let (r0, r1) = (b * ROW_BLOCK, ((b + 1) * ROW_BLOCK).min(n));
             let mut states: Vec<TopK<T>> = (r0..r1).map(|_| TopK::new(k)).collect();
             scan_block::<T, MR, NR>(&ctx, r0..r1, &mut states);

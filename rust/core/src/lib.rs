@@ -51,6 +51,7 @@ pub use knn::{knn, Knn};
 pub use loss::{triplet_margin_loss, LossOptions, LossOutput, Mining, Reduction};
 pub use matrix::{finite, Matrix};
 pub use metric::Metric;
+pub use parallel::{Cancellation, Cancelled};
 pub use real::Real;
 pub use semi_hard::{semi_hard, Fallback, Triplets};
 pub use width::{min_width_2d, Width};

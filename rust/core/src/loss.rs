@@ -19,6 +19,7 @@ use crate::metric::Metric;
 use crate::pack::row_norms;
 use crate::parallel::{on_pool, worth_parallel};
 use crate::real::Real;
+use crate::scale::Pow2;
 use crate::scale::{distance_factor, with_safe_scale};
 use crate::semi_hard::{check_margin, mine, Fallback, Triplet};
 
@@ -151,7 +152,7 @@ pub fn triplet_margin_loss<T: Real>(
             let f = distance_factor(metric, s);
             let mut out = scaled_loss(x, labels, metric, opts, f, parallel)?;
             let g = f / s;
-            if g != 1.0 {
+            if !g.is_one() {
                 out.grad
                     .par_iter_mut()
                     .for_each(|v| *v = T::from_f64(v.to_f64() * g));
@@ -169,7 +170,7 @@ fn scaled_loss<T: Real>(
     labels: &[i64],
     metric: Metric,
     opts: LossOptions,
-    f: f64,
+    f: Pow2,
     parallel: bool,
 ) -> Result<LossOutput<T>> {
     let scales = row_norms(x, metric, "X")?;

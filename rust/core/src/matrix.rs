@@ -15,6 +15,9 @@ pub(crate) const SERIAL_LIMIT: usize = 1 << 16;
 /// alone costs tens of microseconds.
 pub(crate) const SCAN_SERIAL_LIMIT: usize = 1 << 19;
 
+/// One more than the most rows a matrix may have.
+pub const MAX_ROWS: usize = u32::MAX as usize;
+
 /// A borrowed row-major matrix, checked once: not empty, of the stated
 /// shape, every value finite. It records its largest magnitude, which the
 /// power-of-two rescale needs, from the same scan.
@@ -34,6 +37,16 @@ impl<'a, T: Real> Matrix<'a, T> {
     pub fn new(data: &'a [T], rows: usize, cols: usize, arg: &'static str) -> Result<Self> {
         if rows == 0 || cols == 0 {
             return Err(CoreError::Empty { arg });
+        }
+        // Row indices are u32 in the kernels, u32::MAX their padding.
+        if rows >= MAX_ROWS {
+            return Err(CoreError::InvalidValue {
+                arg,
+                detail: format!(
+                    "has {rows} rows; at most {} are supported (indices are 32-bit)",
+                    MAX_ROWS - 1
+                ),
+            });
         }
         if data.len() != rows * cols {
             return Err(CoreError::Shape {

@@ -28,7 +28,7 @@ pub trait Real:
     const MAX_FINITE: f64;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
-    /// Fused multiply-add `self * a + b`; only called where FMA hardware is known.
+    /// Fused multiply-add `self * a + b`, rounded once on every path.
     fn fused_mul_add(self, a: Self, b: Self) -> Self;
     /// The largest magnitude bit pattern (sign cleared) of `values`, 0 when
     /// empty: such patterns order like the magnitudes, with the non-finite

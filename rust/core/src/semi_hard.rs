@@ -9,6 +9,7 @@ use crate::exact::Exact;
 use crate::matrix::{check_labels, encode_labels, Matrix};
 use crate::metric::Metric;
 use crate::pack::row_norms;
+use crate::parallel::checkpoint;
 use crate::real::Real;
 use crate::scale::{distance_factor, with_safe_scale};
 
@@ -127,6 +128,7 @@ pub(crate) fn mine<T: Real>(
     let less = |u: Cand, v: Cand| u.0 < v.0 || (u.0 == v.0 && u.1 < v.1);
     let per_anchor: Vec<Vec<Triplet>> = (0..n)
         .into_par_iter()
+        .panic_fuse()
         .map_init(
             || {
                 (
@@ -136,6 +138,7 @@ pub(crate) fn mine<T: Real>(
                 )
             },
             |(row, pos, bucket), a| {
+                checkpoint();
                 let la = codes[a];
                 exact_row(exact, a, row);
                 pos.clear();

@@ -33,11 +33,10 @@ fn micro_tile<T: Real, const MR: usize, const NR: usize, const FMA: bool, const 
                 } else {
                     (ar, b[c])
                 };
-                row[c] = if FMA {
-                    x.fused_mul_add(y, row[c])
-                } else {
-                    row[c] + x * y
-                };
+                // Fused on every path, so the portable path (TRIPLETCORE_DISABLE_SIMD,
+                // CPUs without AVX2) gives the SIMD paths' bits: there it is
+                // libm's fma (hardware where present, else exact in software).
+                row[c] = x.fused_mul_add(y, row[c]);
             }
         }
     }

@@ -6,6 +6,7 @@
 use crate::error::{CoreError, Result};
 use crate::matrix::Matrix;
 use crate::real::Real;
+use crate::scale::Pow2;
 
 /// The minimum width, the unit direction along which it is measured, the
 /// hull edge `(i, j)` (rows of the input) lying on one supporting line and
@@ -78,13 +79,14 @@ pub fn min_width_2d<T: Real>(a: &Matrix<T>) -> Result<Width> {
     // Cross products are quadratic: divide by an exact power of two when
     // they could overflow or underflow, and scale the width back.
     let amax = pts.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
+    // An exact power of two even for subnormal data (`2f64.powi(-1030)` is 0).
     let s = if amax > 0.0 && !(2f64.powi(-200)..2f64.powi(200)).contains(&amax) {
-        2f64.powi(amax.log2().floor() as i32)
+        Pow2(amax.log2().floor() as i32)
     } else {
-        1.0
+        Pow2::ONE
     };
-    if s != 1.0 {
-        pts.iter_mut().flatten().for_each(|v| *v /= s);
+    if !s.is_one() {
+        pts.iter_mut().flatten().for_each(|v| *v = *v / s);
     }
     let h = hull(&pts);
     let m = h.len();
@@ -130,4 +132,18 @@ pub fn min_width_2d<T: Real>(a: &Matrix<T>) -> Result<Width> {
         value: w.value * s,
         ..w
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnormal_points_have_their_exact_width() {
+        // A 3 x 1 rectangle and a point inside, times 2^-1070 (exact).
+        let t = 2f64.powi(-535) * 2f64.powi(-535);
+        let pts = [0.0, 0.0, 3.0, 0.0, 3.0, 1.0, 0.0, 1.0, 1.0, 0.5].map(|v| v * t);
+        let w = min_width_2d(&Matrix::new(&pts, 5, 2, "A").unwrap()).unwrap();
+        assert_eq!(w.value, t);
+    }
 }

@@ -3,58 +3,43 @@
 //! exceptions in one place (`errors.rs`). All argument conversion beyond float32/float64
 //! and int64 happens in the Python layer.
 
-use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 use tripletcore_core as core;
-use tripletcore_core::{Fallback, LossOptions, Matrix, Metric, Mining, Real, Reduction};
+use tripletcore_core::{Fallback, LossOptions, Metric, Mining, Real, Reduction};
 
 mod errors;
-use errors::{conflict, core_error, input_error, not_contiguous, option, wrong_type};
+mod guard;
+mod input;
+mod memory;
+use errors::{conflict, core_error, input_error, option, wrong_type};
+use guard::run;
+use input::{floats, labels_slice, matrix, other, snapshot, Floats};
 
-/// A float32 or float64 C-contiguous 2-D array.
-enum Floats<'py> {
-    F32(PyReadonlyArray2<'py, f32>),
-    F64(PyReadonlyArray2<'py, f64>),
+/// Multiply-adds of an `a` x `b` x `c` kernel, for [`run`]'s choice of thread.
+fn work(a: usize, b: usize, c: usize) -> usize {
+    a.saturating_mul(b).saturating_mul(c)
 }
 
-fn floats<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Floats<'py>> {
-    if let Ok(a) = obj.extract::<PyReadonlyArray2<f32>>() {
-        return Ok(Floats::F32(a));
-    }
-    if let Ok(a) = obj.extract::<PyReadonlyArray2<f64>>() {
-        return Ok(Floats::F64(a));
-    }
-    Err(wrong_type(format!(
-        "{arg} must be a 2-D float32 or float64 numpy array"
-    )))
+/// `let $m = ` the core view of a snapshot of the array `$a` (argument `$arg`).
+macro_rules! view {
+    ($m:ident = $a:expr, $arg:expr) => {
+        let data = snapshot(&$a, $arg)?;
+        let $m = matrix(&$a, &data, $arg)?;
+    };
 }
 
-fn matrix<'a, T: Real + numpy::Element>(
-    a: &'a PyReadonlyArray2<'_, T>,
-    arg: &'static str,
-) -> PyResult<Matrix<'a, T>> {
-    let (rows, cols) = (a.shape()[0], a.shape()[1]);
-    // as_slice also accepts Fortran order, which would be read transposed
-    if !a.is_c_contiguous() {
-        return Err(not_contiguous(arg));
-    }
-    let data = a.as_slice().map_err(|_| not_contiguous(arg))?;
-    Matrix::new(data, rows, cols, arg).map_err(core_error)
-}
-
-fn other<'py, T: numpy::Element>(
-    obj: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Option<PyReadonlyArray2<'py, T>>> {
-    obj.map(|o| {
-        o.extract::<PyReadonlyArray2<T>>()
-            .map_err(|_| wrong_type("Y must be a 2-D numpy array of the same dtype as X".into()))
-    })
-    .transpose()
-}
-
-fn labels_slice<'a>(a: &'a PyReadonlyArray1<'_, i64>, arg: &str) -> PyResult<&'a [i64]> {
-    a.as_slice().map_err(|_| not_contiguous(arg))
+/// The same for an optional array.
+macro_rules! view_opt {
+    ($m:ident = $a:expr, $arg:expr) => {
+        let data = $a.as_ref().map(|a| snapshot(a, $arg)).transpose()?;
+        let $m = $a
+            .as_ref()
+            .zip(data.as_deref())
+            .map(|(a, d)| matrix(a, d, $arg))
+            .transpose()?;
+    };
 }
 
 /// Dispatches a generic body over the float dtype of `x`.
@@ -86,7 +71,7 @@ fn all_finite(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<bool> {
         let data = a
             .as_slice()
             .map_err(|_| input_error("the array must be C-contiguous".into(), "x", "layout"))?;
-        Ok(Some(py.detach(|| core::finite(data))))
+        Ok(Some(run(py, "all_finite", 0, || core::finite(data))?))
     }
     if let Some(ok) = check::<f32>(py, x)? {
         return Ok(ok);
@@ -110,12 +95,15 @@ fn cdist<'py>(
     let metric = option(Metric::parse(metric))?;
     by_dtype!(x, "X", |xa: F| {
         let ya = other::<F>(y)?;
-        let xm = matrix(&xa, "X")?;
-        let ym = ya.as_ref().map(|a| matrix(a, "Y")).transpose()?;
+        view!(xm = xa, "X");
+        view_opt!(ym = ya, "Y");
         let m = ym.as_ref().map_or(xm.rows(), |y| y.rows());
-        let out = py
-            .detach(|| core::cdist(&xm, ym.as_ref(), metric))
-            .map_err(core_error)?;
+        let cells = xm.rows() as u128 * m as u128;
+        memory::check_output("cdist", cells, std::mem::size_of::<F>() as u128)?;
+        let out = run(py, "cdist", work(xm.rows(), m, xm.cols()), || {
+            core::cdist(&xm, ym.as_ref(), metric)
+        })?
+        .map_err(core_error)?;
         PyArray1::from_vec(py, out)
             .reshape([xm.rows(), m])?
             .into_bound_py_any(py)
@@ -145,10 +133,11 @@ fn batch_hard<'py>(
         .as_ref()
         .map(|r| labels_slice(r, "ref_labels"))
         .transpose()?;
+    let rlab = rlab.as_deref();
     by_dtype!(x, "X", |xa: F| {
         let ya = other::<F>(y)?;
-        let xm = matrix(&xa, "X")?;
-        let ym = ya.as_ref().map(|a| matrix(a, "Y")).transpose()?;
+        view!(xm = xa, "X");
+        view_opt!(ym = ya, "Y");
         let reference = match (ym.as_ref(), rlab) {
             (Some(y), Some(r)) => Some((y, r)),
             (None, None) => None,
@@ -159,9 +148,11 @@ fn batch_hard<'py>(
                 ))
             }
         };
-        let r = py
-            .detach(|| core::batch_hard(&xm, lab, reference, metric))
-            .map_err(core_error)?;
+        let m = ym.as_ref().map_or(xm.rows(), |y| y.rows());
+        let r = run(py, "batch_hard", work(xm.rows(), m, xm.cols()), || {
+            core::batch_hard(&xm, &lab, reference, metric)
+        })?
+        .map_err(core_error)?;
         Ok((
             PyArray1::from_vec(py, r.pos_idx).into_any(),
             PyArray1::from_vec(py, r.pos_dist).into_any(),
@@ -193,10 +184,14 @@ fn semi_hard<'py>(
     let fallback = option(Fallback::parse(fallback))?;
     let lab = labels_slice(&labels, "labels")?;
     by_dtype!(x, "X", |xa: F| {
-        let xm = matrix(&xa, "X")?;
-        let t = py
-            .detach(|| core::semi_hard::<F>(&xm, lab, margin, metric, fallback))
-            .map_err(core_error)?;
+        view!(xm = xa, "X");
+        let t = run(
+            py,
+            "semi_hard",
+            work(xm.rows(), xm.rows(), xm.cols()),
+            || core::semi_hard::<F>(&xm, &lab, margin, metric, fallback),
+        )?
+        .map_err(core_error)?;
         Ok((
             PyArray1::from_vec(py, t.anchor).into_any(),
             PyArray1::from_vec(py, t.positive).into_any(),
@@ -231,10 +226,12 @@ fn triplet_margin_loss<'py>(
     let metric = option(Metric::parse(metric))?;
     let lab = labels_slice(&labels, "labels")?;
     by_dtype!(x, "X", |xa: F| {
-        let xm = matrix(&xa, "X")?;
-        let out = py
-            .detach(|| core::triplet_margin_loss::<F>(&xm, lab, metric, opts))
-            .map_err(core_error)?;
+        view!(xm = xa, "X");
+        let n = xm.rows();
+        let out = run(py, "triplet_margin_loss", work(n, n, xm.cols()), || {
+            core::triplet_margin_loss::<F>(&xm, &lab, metric, opts)
+        })?
+        .map_err(core_error)?;
         let grad = PyArray1::from_vec(py, out.grad)
             .reshape([xm.rows(), xm.cols()])?
             .into_any();
@@ -251,8 +248,8 @@ macro_rules! two_matrices {
     ($a:expr, $an:expr, $b:expr, $bn:expr, |$x:ident, $y:ident| $body:expr) => {
         by_dtype!($a, $an, |aa: F| {
             let ba = other::<F>(Some($b))?.expect("given");
-            let $x = matrix(&aa, $an)?;
-            let $y = matrix(&ba, $bn)?;
+            view!($x = aa, $an);
+            view!($y = ba, $bn);
             $body
         })
     };
@@ -267,15 +264,14 @@ fn hausdorff(
     directed: bool,
 ) -> PyResult<(f64, usize, usize)> {
     two_matrices!(a, "A", b, "B", |x, y| {
-        let h = py
-            .detach(|| {
-                if directed {
-                    core::directed_hausdorff(&x, &y)
-                } else {
-                    core::hausdorff(&x, &y)
-                }
-            })
-            .map_err(core_error)?;
+        let h = run(py, "hausdorff", work(x.rows(), y.rows(), x.cols()), || {
+            if directed {
+                core::directed_hausdorff(&x, &y)
+            } else {
+                core::hausdorff(&x, &y)
+            }
+        })?
+        .map_err(core_error)?;
         Ok((h.value, h.i, h.j))
     })
 }
@@ -314,9 +310,13 @@ fn class_hausdorff<'py>(
 ) -> PyResult<ClassArrays<'py>> {
     let lab = labels_slice(&labels, "labels")?;
     two_matrices!(x1, "X1", x2, "X2", |x, y| {
-        let r = py
-            .detach(|| core::class_hausdorff(&x, &y, lab))
-            .map_err(core_error)?;
+        let r = run(
+            py,
+            "class_hausdorff",
+            work(x.rows(), x.rows(), x.cols()),
+            || core::class_hausdorff(&x, &y, &lab),
+        )?
+        .map_err(core_error)?;
         Ok(class_arrays(py, r.classes, &r.per_class))
     })
 }
@@ -329,9 +329,10 @@ fn sup_displacement(
     x2: &Bound<'_, PyAny>,
 ) -> PyResult<(f64, usize)> {
     two_matrices!(x1, "X1", x2, "X2", |x, y| {
-        let h = py
-            .detach(|| core::sup_displacement(&x, &y))
-            .map_err(core_error)?;
+        let h = run(py, "sup_displacement", work(x.rows(), x.cols(), 1), || {
+            core::sup_displacement(&x, &y)
+        })?
+        .map_err(core_error)?;
         Ok((h.value, h.i))
     })
 }
@@ -344,9 +345,14 @@ fn isometric_error(
     x2: &Bound<'_, PyAny>,
 ) -> PyResult<(f64, usize, usize)> {
     two_matrices!(x1, "X1", x2, "X2", |x, y| {
-        let h = py
-            .detach(|| core::isometric_error(&x, &y))
-            .map_err(core_error)?;
+        let n = x.rows();
+        let h = run(
+            py,
+            "isometric_error",
+            work(n, n, x.cols() + y.cols()),
+            || core::isometric_error(&x, &y),
+        )?
+        .map_err(core_error)?;
         Ok((h.value, h.i, h.j))
     })
 }
@@ -355,8 +361,11 @@ fn isometric_error(
 #[pyo3(signature = (a,))]
 fn diameter(py: Python<'_>, a: &Bound<'_, PyAny>) -> PyResult<(f64, usize, usize)> {
     by_dtype!(a, "A", |aa: F| {
-        let m = matrix(&aa, "A")?;
-        let h = py.detach(|| core::diameter::<F>(&m)).map_err(core_error)?;
+        view!(m = aa, "A");
+        let h = run(py, "diameter", work(m.rows(), m.rows(), m.cols()), || {
+            core::diameter::<F>(&m)
+        })?
+        .map_err(core_error)?;
         Ok((h.value, h.i, h.j))
     })
 }
@@ -370,10 +379,14 @@ fn hardest_triplet(
 ) -> PyResult<(f64, usize, usize, usize)> {
     let lab = labels_slice(&labels, "labels")?;
     by_dtype!(x, "X", |xa: F| {
-        let m = matrix(&xa, "X")?;
-        let t = py
-            .detach(|| core::hardest_triplet::<F>(&m, lab))
-            .map_err(core_error)?;
+        view!(m = xa, "X");
+        let t = run(
+            py,
+            "hardest_triplet",
+            work(m.rows(), m.rows(), m.cols()),
+            || core::hardest_triplet::<F>(&m, &lab),
+        )?
+        .map_err(core_error)?;
         Ok((t.value, t.anchor, t.positive, t.negative))
     })
 }
@@ -391,11 +404,16 @@ fn knn<'py>(
     let metric = option(Metric::parse(metric))?;
     by_dtype!(x, "X", |xa: F| {
         let ya = other::<F>(y)?;
-        let xm = matrix(&xa, "X")?;
-        let ym = ya.as_ref().map(|a| matrix(a, "Y")).transpose()?;
-        let r = py
-            .detach(|| core::knn(&xm, k, ym.as_ref(), metric, exclude_self))
-            .map_err(core_error)?;
+        view!(xm = xa, "X");
+        view_opt!(ym = ya, "Y");
+        let m = ym.as_ref().map_or(xm.rows(), |y| y.rows());
+        // indices and distances, and the per-row lists they are made from
+        let item = 2 * (8 + std::mem::size_of::<F>()) as u128;
+        memory::check_output("knn", xm.rows() as u128 * k as u128, item)?;
+        let r = run(py, "knn", work(xm.rows(), m, xm.cols()), || {
+            core::knn(&xm, k, ym.as_ref(), metric, exclude_self)
+        })?
+        .map_err(core_error)?;
         Ok((
             PyArray1::from_vec(py, r.indices)
                 .reshape([xm.rows(), k])?
@@ -442,9 +460,13 @@ fn pair_distances<'py>(
         .map(|(&i, &j)| (i as usize, j as usize))
         .collect();
     two_matrices!(x, "X", y, "Y", |xm, ym| {
-        let out = py
-            .detach(|| core::pair_distances(&xm, &ym, &pairs, metric))
-            .map_err(core_error)?;
+        let out = run(
+            py,
+            "pair_distances",
+            work(pairs.len(), xm.cols(), 1),
+            || core::pair_distances(&xm, &ym, &pairs, metric),
+        )?
+        .map_err(core_error)?;
         PyArray1::from_vec(py, out).into_bound_py_any(py)
     })
 }
@@ -466,11 +488,12 @@ fn kcenter<'py>(
                 })
             })
             .transpose()?;
-        let xm = matrix(&xa, "X")?;
-        let sm = sa.as_ref().map(|a| matrix(a, "seeds")).transpose()?;
-        let r = py
-            .detach(|| core::kcenter(&xm, k, sm.as_ref(), first))
-            .map_err(core_error)?;
+        view!(xm = xa, "X");
+        view_opt!(sm = sa, "seeds");
+        let r = run(py, "kcenter", work(xm.rows(), k, xm.cols()), || {
+            core::kcenter(&xm, k, sm.as_ref(), first)
+        })?
+        .map_err(core_error)?;
         Ok((
             PyArray1::from_vec(py, r.indices).into_any(),
             r.radius,
@@ -491,9 +514,13 @@ fn covering_radius<'py>(
     let lab = labels_slice(&labels, "labels")?;
     let plab = labels_slice(&proxy_labels, "proxy_labels")?;
     two_matrices!(x, "X", proxies, "proxies", |xm, pm| {
-        let r = py
-            .detach(|| core::covering_radius(&xm, lab, &pm, plab))
-            .map_err(core_error)?;
+        let r = run(
+            py,
+            "covering_radius",
+            work(xm.rows(), pm.rows(), xm.cols()),
+            || core::covering_radius(&xm, &lab, &pm, &plab),
+        )?
+        .map_err(core_error)?;
         Ok(class_arrays(py, r.classes, &r.per_class))
     })
 }
@@ -505,9 +532,8 @@ type WidthTuple = (f64, (f64, f64), usize, usize, usize);
 #[pyo3(signature = (a,))]
 fn min_width_2d(py: Python<'_>, a: &Bound<'_, PyAny>) -> PyResult<WidthTuple> {
     by_dtype!(a, "A", |aa: F| {
-        let m = matrix(&aa, "A")?;
-        let w = py
-            .detach(|| core::min_width_2d::<F>(&m))
+        view!(m = aa, "A");
+        let w = run(py, "min_width_2d", m.rows(), || core::min_width_2d::<F>(&m))?
             .map_err(core_error)?;
         Ok((
             w.value,
@@ -537,6 +563,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pair_distances, m)?)?;
     m.add_function(wrap_pyfunction!(kcenter, m)?)?;
     m.add_function(wrap_pyfunction!(covering_radius, m)?)?;
+    m.add_function(wrap_pyfunction!(guard::_force_panic, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
