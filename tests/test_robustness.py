@@ -325,3 +325,28 @@ def test_output_too_large_for_memory():
         tc.cdist(x)
     with pytest.raises(MemoryError, match="knn needs about"):
         tc.knn(x, 10**6 - 1)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
+def test_address_space_limit_gives_memory_error_not_abort():
+    """Issue 16's repro: under ``ulimit -v 4GB`` a knn whose N x k output cannot
+    fit raised SIGABRT after 39 s; the size check must see the limit too."""
+    import resource
+
+    def limit():  # the child's address space: 4 GB, as `ulimit -v 4000000`
+        resource.setrlimit(resource.RLIMIT_AS, (4_000_000 * 1024, 4_000_000 * 1024))
+
+    code = (
+        "import numpy as np, tripletcore as tc\n"
+        "X = np.random.default_rng(0).standard_normal((20000, 8))\n"
+        "try:\n"
+        "    tc.knn(X, 19999)\n"
+        "except MemoryError as e:\n"
+        "    print('MemoryError', e)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        preexec_fn=limit,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "MemoryError" in res.stdout and "available" in res.stdout
