@@ -152,11 +152,31 @@ def calls(data: dict[str, np.ndarray], layout: str, where):
     ]
 
 
+def _cosine_near_ties_aside(got, want):
+    """k-NN results with the columns of cosine near-ties (distances within
+    float64 rounding, 2**-50 relative) set aside: tripletcore.dask merges
+    its blocks by float64 distance, then index, while the kernel orders such
+    ties by exact rational arithmetic (docs/dask.md says so)."""
+    d = np.asarray(want.distances, dtype=np.float64)
+    close = np.isclose(d[:, :, None], d[:, None, :], rtol=2.0**-50, atol=0)
+    tied = close.sum(axis=2) > 1
+    idx_g, idx_w = np.where(tied, -1, got.indices), np.where(tied, -1, want.indices)
+    return got._replace(indices=idx_g), want._replace(indices=idx_w)
+
+
 def assert_same(got, want, what: str) -> None:
     assert type(got) is type(want), what
+    if what == "cosine" and hasattr(want, "indices"):
+        got, want = _cosine_near_ties_aside(got, want)
     for field, g, w in zip(want._fields, got, want, strict=True):
         if isinstance(w, np.ndarray):
             assert g.dtype == w.dtype, f"{what}.{field}: dtype {g.dtype} != {w.dtype}"
+            if what == "cosine" and field == "distances":
+                # exact cosine ties share one key within a call (cosine_exact.rs moves
+                # near-tied keys by ulps into their exact order): a block of the
+                # reference set may round such a distance an ulp apart
+                np.testing.assert_allclose(g, w, rtol=2.0**-50, atol=0, err_msg=f"{what}.{field}")
+                continue
             np.testing.assert_array_equal(g, w, err_msg=f"{what}.{field}")
         else:
             assert type(g) is type(w) and g == w, f"{what}.{field}: {g!r} != {w!r}"

@@ -133,7 +133,7 @@ def same(got, want, alt=None):
 def run_all(a, b, y):
     return {
         "bh": tc.batch_hard(a, y),
-        "cd": {m: tc.cdist(a, b, m) for m in ("euclidean", "sqeuclidean")},
+        "cd": {m: tc.cdist(a, b, metric=m) for m in ("euclidean", "sqeuclidean")},
         "knn": tc.knn(a, 4),
         "diam": tc.diameter(a),
         "haus": tc.hausdorff(a, b),
@@ -219,7 +219,7 @@ def test_subnormal_repro_of_the_issue():
 
 def test_squared_distances_overflow_to_inf_not_nan():
     z = np.random.default_rng(0).standard_normal((6, 3)) * 1e200
-    d = tc.cdist(z, z, "sqeuclidean")
+    d = tc.cdist(z, z, metric="sqeuclidean")
     assert not np.isnan(d).any() and (np.diag(d) == 0).all() and np.isinf(d[0, 1])
 
 

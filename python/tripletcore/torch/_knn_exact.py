@@ -138,12 +138,12 @@ class KnnProblem:
         else:
             d = d2
         out = d.to(dtype)
-        # scale.rs distance_factor (s * s may be inf, as there)
-        factor = {"euclidean": self.scale, "sqeuclidean": self.scale * self.scale}.get(
-            self.metric, 1.0
-        )
-        if factor != 1.0:
-            out = (out.double() * factor).to(dtype)
+        # scale.rs: distances times s (euclidean) or s^2 (sqeuclidean) for the
+        # power of two s, exactly (Pow2): 0 stays 0, an overflow is inf
+        power = {"euclidean": 1, "sqeuclidean": 2}.get(self.metric, 0)
+        if self.scale != 1.0 and power:
+            exponent = power * (math.frexp(self.scale)[1] - 1)
+            out = torch.ldexp(out.double(), torch.tensor(exponent, device=out.device)).to(dtype)
         return out
 
 
