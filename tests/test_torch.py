@@ -487,7 +487,10 @@ def test_pml_loss_accepts_our_miner_and_pml_migration(batch, margin):
     got = loss(x, lab)
     (grad,) = torch.autograd.grad(got, x)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(grad, want_grad, rtol=1e-8, atol=1e-10)
+    # PML's gradient passes through torch.cdist, whose float64 matmul expansion
+    # (used above 25 rows) loses ~1e-8 relative near coincident points
+    # (hypothesis found 1.76e-8); ours comes from coordinate differences
+    torch.testing.assert_close(grad, want_grad, rtol=1e-7, atol=1e-10)
     # our loss also scores a PML miner's triplets
     torch.testing.assert_close(loss(x, lab, PMLBatchHardMiner()(x, lab)), want, rtol=1e-10, atol=0)
 
