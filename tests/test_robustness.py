@@ -350,3 +350,24 @@ def test_address_space_limit_gives_memory_error_not_abort():
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert "MemoryError" in res.stdout and "available" in res.stdout
+
+
+def test_float32_rows_of_1e30_and_1e_30_are_exact():
+    """Issue 16: float32 rows of 1e30 beside rows of 1e-30 lost the small rows
+    in the float32 rescale (wrong indices); such data is computed in float64."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((12, 3))
+    x[:6] *= 1e30
+    x[6:] *= 1e-30
+    f32, y = x.astype(np.float32), np.arange(12) % 3
+    f64 = f32.astype(np.float64)  # the same values, exactly
+    for got, want in (
+        (tc.batch_hard(f32, y), tc.batch_hard(f64, y)),
+        (tc.knn(f32, 4), tc.knn(f64, 4)),
+        (tc.semi_hard(f32, y), tc.semi_hard(f64, y)),
+    ):
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+    np.testing.assert_array_equal(tc.cdist(f32), tc.cdist(f64))
+    # ordinary float32 data stays float32
+    assert tc.cdist(rng.standard_normal((4, 3)).astype(np.float32)).dtype == np.float32

@@ -41,7 +41,28 @@ def as_embeddings(value: Any, name: str, dtype: Any = None) -> FloatArray:
         )
     if dtype is None:
         dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
+        if dtype == np.float32 and _spans_beyond_float32(arr):
+            dtype = np.float64
     return np.ascontiguousarray(arr, dtype=dtype)
+
+
+# Largest ratio of magnitudes that float32 arithmetic keeps: once the kernels
+# rescale the largest value to about 1, squares of values 2**-60 below it
+# still lie above float32's smallest normal (2**-126).
+_FLOAT32_SPAN = 2.0**60
+_SPAN_ROWS = 1 << 16
+
+
+def _spans_beyond_float32(arr: npt.NDArray[Any]) -> bool:
+    """Whether the non-zero magnitudes of float32 ``arr`` span more than
+    float32 arithmetic keeps (rows of 1e30 beside rows of 1e-30): such data
+    is computed (and returned) in float64, where it is exact."""
+    top, low = 0.0, np.inf
+    for s in range(0, arr.shape[0], _SPAN_ROWS):
+        part = np.abs(arr[s : s + _SPAN_ROWS])
+        top = max(top, float(part.max(initial=0.0)))
+        low = min(low, float(part.min(where=part > 0, initial=np.inf)))
+    return bool(np.isfinite(low) and np.isfinite(top) and top > low * _FLOAT32_SPAN)
 
 
 def as_pair(
