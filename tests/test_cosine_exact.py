@@ -156,3 +156,27 @@ def test_normalize_true_miner_ties_exact(seed, n, d):
             miner = BatchHardMiner(metric=metric, normalize=True, backend=backend)
             a, p, q = miner(torch.tensor(X), torch.tensor(labels))
             assert p.tolist() == pi[keep].tolist() and q.tolist() == ni[keep].tolist()
+
+
+def test_loss_with_normalize_mines_the_exact_cosine_ties():
+    """Issue 17: ``normalize=True`` mined on rounded unit rows, so equal cosine
+    distances an ulp apart went to rounding; the loss now mines as
+    ``BatchHardMiner(normalize=True)`` does (lowest index), on every backend."""
+    torch = pytest.importorskip("torch")
+    import tripletcore.torch as tt
+
+    x = torch.tensor(
+        [[-2, 0, -2, -2, 2, -1, 2, 1, -1], [2, -1, 2, 0, 1, -1, -2, -2, 2],
+         [1, -2, 0, -1, 2, -1, 2, 1, 1], [0, 0, 0, -2, 2, -2, 0, -2, -1.0]],
+        dtype=torch.float64,
+    )  # fmt: skip
+    y = torch.tensor([0, 0, 1, 1])
+    for backend in ("rust", "torch"):
+        xs = x.clone().requires_grad_(True)
+        loss = tt.triplet_margin_loss(
+            xs, y, margin=1.0, normalize=True, reduction="none", backend=backend
+        )
+        loss[0].backward()  # anchor 0's triplet only: its negative gets a gradient
+        assert float(loss[0].detach()) > 0
+        assert xs.grad[2].abs().sum() > 0, backend
+        assert xs.grad[3].abs().sum() == 0, backend

@@ -74,9 +74,17 @@ def triplet_margin_loss(
     engine = resolve_backend(backend, x.device)
     if distributed or not engine.loss_checks_finite:
         check_finite(x)
-    x = _prepare(x, bool(normalize))
     if distributed:
         x, lab = all_gather_with_grad(x, lab)
+    if normalize and mining == "batch_hard" and bool((x != 0).any(dim=1).all()):
+        # On unit rows every metric orders as the cosine distance of the raw
+        # rows, whose ties the kernels settle exactly (not so after rounding):
+        # mine there, score the unit rows (as BatchHardMiner(normalize=True))
+        with torch.no_grad():
+            pi, ni = engine.mine_batch_hard(x.detach(), lab, "cosine", chunk_size=chunk_size)
+        a, p, q = hard_triplets(pi, ni)
+        return triplet_loss(_prepare(x, True), None, a, p, q, m, metric, bool(soft), reduction)
+    x = _prepare(x, bool(normalize))
     return engine.loss(
         x, lab, m, mining, metric, bool(soft), reduction, fallback, chunk_size=chunk_size
     )
