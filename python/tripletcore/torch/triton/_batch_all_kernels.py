@@ -26,7 +26,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._semi_kernels import _exact_sq, _key, _slot_keys
+from ._kernels import _exact_sq
+from ._semi_kernels import _key, _slot_keys
 
 # BM anchors, BN reference rows, BD features, PC positive slots per group
 BLOCKS = {"fp32": (16, 16, 16, 4), "fp64": (16, 16, 16, 2)}

@@ -272,6 +272,29 @@ def _lane_tree(acc, BN: tl.constexpr, HALF: tl.constexpr):
 
 
 @triton.jit
+def _exact_sq(row, r_ptr, idx64, ok, dim, stride, SHAPE0: tl.constexpr, LN: tl.constexpr):
+    """Float64 squared distances of ``row`` to rows ``idx64`` (a vector of
+    ``SHAPE0``), summed in the Rust kernels' order (run without FMA)."""
+    lanes = tl.arange(0, LN)
+    acc = tl.zeros([SHAPE0, LN], tl.float64)
+    for k0 in range(0, dim, LN):
+        kk = k0 + lanes
+        k_ok = kk < dim
+        u = tl.load(row + kk, mask=k_ok, other=0.0).to(tl.float64)
+        v = tl.load(
+            r_ptr + idx64[:, None] * stride + kk[None, :],
+            mask=ok[:, None] & k_ok[None, :],
+            other=0.0,
+        ).to(tl.float64)
+        d = u[None, :] - v
+        acc += d * d
+    acc = _lane_tree(acc, SHAPE0, LN // 2)
+    acc = _lane_tree(acc, SHAPE0, LN // 4)
+    acc = _lane_tree(acc, SHAPE0, LN // 8)
+    return tl.reshape(_lane_tree(acc, SHAPE0, LN // 16), (SHAPE0,))
+
+
+@triton.jit
 def hard_settle_kernel(
     x_ptr,
     r_ptr,
@@ -302,7 +325,6 @@ def hard_settle_kernel(
     n_iter = tl.where(flagged, n_cols, 0)
     lab = tl.load(lab_ptr + i)
     inf = float("inf")
-    lanes = tl.arange(0, LN)
     big = tl.full([BN], n_cols + BN, tl.int64)
     p_best = tl.max(tl.full([BN], -inf, tl.float64), axis=0)
     n_best = tl.min(tl.full([BN], inf, tl.float64), axis=0)
@@ -312,22 +334,7 @@ def hard_settle_kernel(
     for c0 in range(0, n_iter, BN):
         cols = (c0 + tl.arange(0, BN)).to(tl.int64)
         col_ok = cols < n_cols
-        acc = tl.zeros([BN, LN], tl.float64)
-        for k0 in range(0, dim, LN):
-            kk = k0 + lanes
-            k_ok = kk < dim
-            u = tl.load(row + kk, mask=k_ok, other=0.0).to(tl.float64)
-            v = tl.load(
-                r_ptr + cols[:, None] * stride_r + kk[None, :],
-                mask=col_ok[:, None] & k_ok[None, :],
-                other=0.0,
-            ).to(tl.float64)
-            t = u[None, :] - v
-            acc += t * t
-        acc = _lane_tree(acc, BN, LN // 2)
-        acc = _lane_tree(acc, BN, LN // 4)
-        acc = _lane_tree(acc, BN, LN // 8)
-        sq = tl.reshape(_lane_tree(acc, BN, LN // 16), (BN,))
+        sq = _exact_sq(row, r_ptr, cols, col_ok, dim, stride_r, BN, LN)
         rlab = tl.load(rlab_ptr + cols, mask=col_ok, other=0)
         pos = col_ok & (rlab == lab)
         if HAS_SELF:

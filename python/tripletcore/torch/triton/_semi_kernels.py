@@ -28,7 +28,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._kernels import _lane_tree
+from ._kernels import _exact_sq
 
 # Screen blocks (BM anchors, BN reference rows, BD features, PC positive
 # slots) per input dtype: the [BM, PC, BN] comparisons must fit the registers
@@ -234,29 +234,6 @@ def semi_screen_kernel(
         choice = tl.where(valid, choice, -1)
         tl.store(out_ptr + rows64[:, None] * pmax + slots[None, :], choice.to(tl.int64), mask=s_ok)
     tl.store(flag_ptr + rows64, amb.to(tl.int8), mask=row_ok)
-
-
-@triton.jit
-def _exact_sq(row, r_ptr, idx64, ok, dim, stride, SHAPE0: tl.constexpr, LN: tl.constexpr):
-    """Float64 squared distances of ``row`` to rows ``idx64`` (a vector of
-    ``SHAPE0``), summed in the Rust kernels' order (run without FMA)."""
-    lanes = tl.arange(0, LN)
-    acc = tl.zeros([SHAPE0, LN], tl.float64)
-    for k0 in range(0, dim, LN):
-        kk = k0 + lanes
-        k_ok = kk < dim
-        u = tl.load(row + kk, mask=k_ok, other=0.0).to(tl.float64)
-        v = tl.load(
-            r_ptr + idx64[:, None] * stride + kk[None, :],
-            mask=ok[:, None] & k_ok[None, :],
-            other=0.0,
-        ).to(tl.float64)
-        d = u[None, :] - v
-        acc += d * d
-    acc = _lane_tree(acc, SHAPE0, LN // 2)
-    acc = _lane_tree(acc, SHAPE0, LN // 4)
-    acc = _lane_tree(acc, SHAPE0, LN // 8)
-    return tl.reshape(_lane_tree(acc, SHAPE0, LN // 16), (SHAPE0,))
 
 
 @triton.jit
