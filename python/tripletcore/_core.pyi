@@ -31,6 +31,7 @@ __all__ = [
     "kcenter",
     "covering_radius",
     "_force_panic",
+    "_pruning_counts",
     "__version__",
 ]
 
@@ -68,3 +69,4 @@ def covering_radius(
     x: _F, labels: _I, proxies: _F, proxy_labels: _I
 ) -> tuple[_I, npt.NDArray[np.float64], _I, _I]: ...
 def _force_panic(name: str | None) -> None: ...  # test only (tests/test_robustness.py)
+def _pruning_counts() -> tuple[int, int]: ...  # benches: block pairs considered, skipped

@@ -8,6 +8,8 @@
 //! order is a pure function of the data (no randomness, no thread
 //! dependence), so results stay identical for any thread count.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rayon::prelude::*;
 
 use crate::matrix::Matrix;
@@ -22,6 +24,24 @@ const U: f64 = f64::EPSILON / 2.0;
 const TINY: f64 = 1e-150;
 /// Ranges at most this long are split on the calling thread.
 const SERIAL_SPLIT: usize = 1 << 12;
+
+static PAIRS_CONSIDERED: AtomicU64 = AtomicU64::new(0);
+static PAIRS_SKIPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts block pairs a pruned kernel looked at and skipped by their bounds
+/// (process-wide; read by the benchmarks through [`take_pruning_counts`]).
+pub(crate) fn record_pairs(considered: u64, skipped: u64) {
+    PAIRS_CONSIDERED.fetch_add(considered, Ordering::Relaxed);
+    PAIRS_SKIPPED.fetch_add(skipped, Ordering::Relaxed);
+}
+
+/// Block pairs considered and skipped since the last call, and resets them.
+pub fn take_pruning_counts() -> (u64, u64) {
+    (
+        PAIRS_CONSIDERED.swap(0, Ordering::Relaxed),
+        PAIRS_SKIPPED.swap(0, Ordering::Relaxed),
+    )
+}
 
 /// A permutation of the rows in blocks of nearby points.
 pub(crate) struct BlockTree {

@@ -545,6 +545,13 @@ fn min_width_2d(py: Python<'_>, a: &Bound<'_, PyAny>) -> PyResult<WidthTuple> {
     })
 }
 
+/// Block pairs the pruned geometry kernels considered and skipped since
+/// the last call (process-wide counters, reset by the call; for benchmarks).
+#[pyfunction]
+fn _pruning_counts() -> (u64, u64) {
+    tripletcore_core::take_pruning_counts()
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(all_finite, m)?)?;
@@ -564,6 +571,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kcenter, m)?)?;
     m.add_function(wrap_pyfunction!(covering_radius, m)?)?;
     m.add_function(wrap_pyfunction!(guard::_force_panic, m)?)?;
+    m.add_function(wrap_pyfunction!(_pruning_counts, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
