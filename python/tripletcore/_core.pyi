@@ -32,6 +32,8 @@ __all__ = [
     "covering_radius",
     "_force_panic",
     "_pruning_counts",
+    "_set_pruning",
+    "_set_bound_tightening",
     "__version__",
 ]
 
@@ -70,3 +72,5 @@ def covering_radius(
 ) -> tuple[_I, npt.NDArray[np.float64], _I, _I]: ...
 def _force_panic(name: str | None) -> None: ...  # test only (tests/test_robustness.py)
 def _pruning_counts() -> tuple[int, int]: ...  # benches: block pairs considered, skipped
+def _set_pruning(on: bool) -> bool: ...  # tests/benches: the unpruned path
+def _set_bound_tightening(t: float) -> None: ...  # test only: a bound too tight

@@ -8,7 +8,7 @@
 //! order is a pure function of the data (no randomness, no thread
 //! dependence), so results stay identical for any thread count.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
@@ -24,6 +24,33 @@ const U: f64 = f64::EPSILON / 2.0;
 const TINY: f64 = 1e-150;
 /// Ranges at most this long are split on the calling thread.
 const SERIAL_SPLIT: usize = 1 << 12;
+
+static PRUNING: AtomicBool = AtomicBool::new(true);
+/// Bits of the factor the test knob [`set_bound_tightening`] applies.
+static TIGHTEN_BITS: AtomicU64 = AtomicU64::new(0);
+
+/// Whether the geometry kernels prune (the default). With `false` they run
+/// their unpruned path, which the tests and benchmarks compare against.
+/// Returns the previous setting. Process-wide.
+pub fn set_pruning(on: bool) -> bool {
+    PRUNING.swap(on, Ordering::Relaxed)
+}
+
+pub(crate) fn pruning_enabled() -> bool {
+    PRUNING.load(Ordering::Relaxed)
+}
+
+/// TEST ONLY: makes every gap `1 + t` times larger and every span `1 - t`
+/// times smaller (a bound too tight by `t`), so that the tests can show
+/// they catch a wrong bound. `0` (the default) restores the rigorous ones.
+pub fn set_bound_tightening(t: f64) {
+    TIGHTEN_BITS.store(t.to_bits(), Ordering::Relaxed);
+}
+
+#[inline]
+fn tightening() -> f64 {
+    f64::from_bits(TIGHTEN_BITS.load(Ordering::Relaxed))
+}
 
 static PAIRS_CONSIDERED: AtomicU64 = AtomicU64::new(0);
 static PAIRS_SKIPPED: AtomicU64 = AtomicU64::new(0);
@@ -131,20 +158,20 @@ impl Balls {
     /// any row of block `c` of `other` (the same dimension).
     pub(crate) fn gap(&self, b: usize, other: &Balls, c: usize) -> f64 {
         let centres = centre_distance_down(self.centre(b), other.centre(c));
-        gap_down(centres, self.radii[b], other.radii[c])
+        gap_down(centres, self.radii[b], other.radii[c]) * (1.0 + tightening())
     }
 
     /// An upper bound on the distance between any row of block `b` here
     /// and any row of block `c` of `other`.
     pub(crate) fn span(&self, b: usize, other: &Balls, c: usize) -> f64 {
         let centres = centre_distance_up(self.centre(b), other.centre(c));
-        up(up(centres + self.radii[b]) + other.radii[c])
+        up(up(centres + self.radii[b]) + other.radii[c]) * (1.0 - tightening())
     }
 
     /// A lower bound on the distance from `p` to any row of block `b`.
     pub(crate) fn point_gap<T: Real>(&self, b: usize, p: &[T]) -> f64 {
         let s = sq_dist(self.centre(b), p.iter().map(|v| v.to_f64()));
-        gap_down(sqrt_down(s, self.d), self.radii[b], 0.0)
+        gap_down(sqrt_down(s, self.d), self.radii[b], 0.0) * (1.0 + tightening())
     }
 }
 

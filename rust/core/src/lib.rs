@@ -42,7 +42,7 @@ mod tile;
 mod width;
 
 pub use batch_hard::{batch_hard, BatchHard};
-pub use blocks::take_pruning_counts;
+pub use blocks::{set_bound_tightening, set_pruning, take_pruning_counts};
 pub use cdist::{cdist, pair_distances};
 pub use error::{CoreError, Result};
 pub use geometry::{

@@ -552,6 +552,19 @@ fn _pruning_counts() -> (u64, u64) {
     tripletcore_core::take_pruning_counts()
 }
 
+/// Turns the geometry kernels' block pruning on (default) or off; returns
+/// the previous setting (tests and benchmarks compare the two paths).
+#[pyfunction]
+fn _set_pruning(on: bool) -> bool {
+    tripletcore_core::set_pruning(on)
+}
+
+/// TEST ONLY: tightens every pruning bound by the factor `t` (0 restores).
+#[pyfunction]
+fn _set_bound_tightening(t: f64) {
+    tripletcore_core::set_bound_tightening(t)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(all_finite, m)?)?;
@@ -572,6 +585,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(covering_radius, m)?)?;
     m.add_function(wrap_pyfunction!(guard::_force_panic, m)?)?;
     m.add_function(wrap_pyfunction!(_pruning_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_pruning, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_bound_tightening, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
