@@ -150,15 +150,18 @@ fn scan_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool, const S
                 if i >= r1 {
                     break;
                 }
-                let st = &mut rows.states[i - r0];
                 let na = ctx.anchors.norms[i];
                 let w = ctx.bound.at(na, wmax);
-                let (hit, col) = pass_bits::<T, NR, SYM>(dots, na, nb, st.tau + w, &col_thr);
+                let thr = rows.tau[i - r0] + w;
+                let (hit, col) = pass_bits::<T, NR, SYM>(dots, na, nb, thr, &col_thr);
                 col_hit |= col;
                 let mut hit = hit & valid;
                 if hit == 0 {
                     continue;
                 }
+                // The screen itself is touched only on a hit (it is cold in
+                // the symmetric scan, where each round visits every block).
+                let st = &mut rows.states[i - r0];
                 while hit != 0 {
                     let c = hit.trailing_zeros() as usize;
                     hit &= hit - 1;
