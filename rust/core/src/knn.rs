@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 
 use crate::cosine_exact::repair_keys;
-use crate::engine::{widest, with_tile_shape};
+use crate::engine::{prefetch, widest, with_tile_shape};
 use crate::error::{CoreError, Result};
 use crate::exact::Exact;
 use crate::knn_scan::{scan, scan_symmetric, Ctx, RowStates};
@@ -58,6 +58,15 @@ impl<T: Real> TopK<T> {
             cap: (4 * k).max(64),
             overflow: false,
         }
+    }
+}
+
+impl<T: Real> TopK<T> {
+    /// Prefetches what an offer touches: the bounds and the next free slot.
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        prefetch(self.ubs.as_ptr());
+        prefetch(self.cands.as_ptr().wrapping_add(self.cands.len()));
     }
 }
 

@@ -280,6 +280,9 @@ pub(crate) fn scan_symmetric<T: Real, const MR: usize, const NR: usize>(
             .map(|(a, b)| (take(a.min(b)), take(a.max(b))))
             .collect();
         for_each_task(parallel, pairs, |(a, b)| {
+            // Each round visits every block: a block's screens are out of
+            // cache by its next pair, and an offer would wait for them.
+            a.states.iter().chain(&b.states).for_each(TopK::prefetch);
             let theirs = b.panels(NR);
             scan::<T, MR, NR>(ctx, a, theirs, Some(b));
         });

@@ -263,6 +263,21 @@ pub(crate) fn min_neg_x32<T: Real, const NR: usize>(
     None
 }
 
+/// Asks the CPU to bring the cache line holding `p` into L1 (a hint: no
+/// effect on any result).
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address, and changes
+    // nothing the program can observe; SSE is baseline on x86_64.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// The 32 f32 columns of one k-NN tile row: bit c of the first mask is set
 /// where `v = (na + nb) - 2 dot` is at most `thr`, of the second (with
 /// `SYM`) where it is at most `col_thr[c]` (the portable loop's operations
