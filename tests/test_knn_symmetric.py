@@ -18,7 +18,7 @@ from tripletcore._convert import as_embeddings
 
 # Rows per block of the symmetric scan (rust/core/src/knn_scan.rs): sizes around
 # its multiples give partial last blocks and odd block counts (a dummy block).
-BLOCK = 192
+BLOCK = 384
 METRICS = ("euclidean", "sqeuclidean", "cosine")
 
 
@@ -181,7 +181,7 @@ import tripletcore as tc
 rng = np.random.default_rng(2)
 out = {}
 for dtype in ("float32", "float64"):
-    x = rng.standard_normal((700, 80)).astype(dtype)  # big enough to run in parallel
+    x = rng.standard_normal((1700, 16)).astype(dtype)  # 5 blocks, run in parallel
     x[::9] = x[4]  # exact duplicates
     for metric in ("euclidean", "cosine"):
         r = tc.knn(x, 10, metric=metric)
