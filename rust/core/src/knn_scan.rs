@@ -263,7 +263,7 @@ pub(crate) fn scan_symmetric<T: Real, const MR: usize, const NR: usize>(
     k: usize,
     parallel: bool,
 ) -> Vec<RowStates<T>> {
-    const { assert!(SYM_BLOCK % MR == 0 && SYM_BLOCK % NR == 0) };
+    const { assert!(SYM_BLOCK.is_multiple_of(MR) && SYM_BLOCK.is_multiple_of(NR)) };
     let n = ctx.anchors.n;
     let nblocks = n.div_ceil(SYM_BLOCK);
     let mut blocks: Vec<RowStates<T>> = (0..nblocks)
@@ -332,9 +332,9 @@ mod tests {
                     seen[a.min(b)][a.max(b)] += 1;
                 }
             }
-            for a in 0..m {
-                for b in a + 1..m {
-                    assert_eq!(seen[a][b], 1, "m = {m}, pair ({a}, {b})");
+            for (a, row) in seen.iter().enumerate() {
+                for (b, &count) in row.iter().enumerate().skip(a + 1) {
+                    assert_eq!(count, 1, "m = {m}, pair ({a}, {b})");
                 }
             }
         }
