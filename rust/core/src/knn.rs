@@ -7,6 +7,12 @@
 //! whose lower bound `v - w` is at most `tau`. The survivors are ranked by
 //! exact f64 distances, ties by the lowest index; a row flooded with ties is
 //! ranked by a full exact scan instead.
+//!
+//! A self-query keeps every row's screen alive (O(N k) state) and computes
+//! each pair of row blocks once, offering every distance to both of its
+//! rows ([`crate::knn_scan::scan_symmetric`]): half the multiply-adds. Any
+//! screen that keeps every point that can reach the answer gives the same
+//! settle, so the answer is bit for bit that of the plain scan.
 
 use rayon::prelude::*;
 
