@@ -3,16 +3,66 @@ scikit-learn's brute-force NearestNeighbors, in one run, on the same data.
 
     python benches/bench_knn.py                # N = 100,000, d = 128, k = 10
     python benches/bench_knn.py --n 20000      # smaller
+    # issue 18's case: faiss at its best kernel, against another build too
+    OPENBLAS_CORETYPE=SkylakeX python benches/bench_knn.py --n 50000 --no-sklearn \
+        --base /tmp/knn_base/python
+
+tripletcore is timed first, then the `--base` build (its `python/` folder, in
+a subprocess, same data; its answer must be the same bits), then faiss: faiss's
+OpenMP threads suffer most from other load, so timing it last does not favour
+us. The load average is printed at the start and the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
 
 import tripletcore as tc
+
+BASE_SCRIPT = """
+import json, sys, time
+import numpy as np
+import tripletcore as tc
+x = np.load(sys.argv[1])
+k, repeats = int(sys.argv[2]), int(sys.argv[3])
+times = []
+for _ in range(repeats):
+    t = time.perf_counter()
+    r = tc.knn(x, k)
+    times.append(time.perf_counter() - t)
+np.save(sys.argv[4], r.indices)
+np.save(sys.argv[5], r.distances)
+json.dump({"time": min(times), "file": tc.__file__}, sys.stdout)
+"""
+
+
+def time_base(base, x, k, repeats, got):
+    """Times `tc.knn(x, k)` of the build under `base` in a subprocess and
+    checks that its answer has the same bits as `got`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [os.path.join(tmp, f) for f in ("x.npy", "i.npy", "d.npy")]
+        np.save(paths[0], x)
+        env = dict(os.environ, PYTHONPATH=base)
+        cmd = [sys.executable, "-c", BASE_SCRIPT, paths[0], str(k), str(repeats), *paths[1:]]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        res = json.loads(out.stdout)
+        same = np.array_equal(np.load(paths[1]), got.indices) and np.array_equal(
+            np.load(paths[2]).view(np.uint32), got.distances.view(np.uint32)
+        )
+    return res["time"], res["file"], same
+
+
+def load():
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def best_of(fn, repeats):
@@ -31,15 +81,22 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--no-sklearn", action="store_true")
+    ap.add_argument("--base", help="python/ folder of another tripletcore build to A/B")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.n, args.d)).astype(np.float32)
     k = args.k
     print(f"N={args.n} d={args.d} k={k} float32, queries = the set itself (self excluded)")
+    print(f"start: {load()}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
 
     t_tc, got = best_of(lambda: tc.knn(x, k), args.repeats)
-    print(f"tripletcore.knn          {t_tc:8.2f} s")
+    print(f"tripletcore.knn          {t_tc:8.2f} s  ({tc.__file__})")
     rows = {"tripletcore": t_tc}
+    if args.base:
+        t_b, where, same = time_base(args.base, x, k, args.repeats, got)
+        rows["tripletcore --base"] = t_b
+        print(f"tripletcore.knn (base)   {t_b:8.2f} s  ({where})")
+        print(f"  same bits as the base build: {same}")
     try:
         import faiss
 
@@ -82,6 +139,7 @@ def main() -> None:
         assert np.array_equal(got.indices[i], want), i  # same order, nearest first
         np.testing.assert_allclose(got.distances[i], np.sqrt(d2[want]), rtol=2e-7)  # float32 output
     print("exact: 200 random queries match a float64 brute force (indices in order, distances)")
+    print(f"end: {load()}")
     print("\n| implementation | time (s) | tripletcore speed-up |\n|---|---:|---:|")
     for name, t in rows.items():
         print(f"| {name} | {t:.2f} | {t / t_tc:.2f}x |")

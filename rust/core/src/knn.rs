@@ -7,23 +7,27 @@
 //! whose lower bound `v - w` is at most `tau`. The survivors are ranked by
 //! exact f64 distances, ties by the lowest index; a row flooded with ties is
 //! ranked by a full exact scan instead.
-
-use std::ops::Range;
+//!
+//! A self-query keeps every row's screen alive (O(N k) state) and computes
+//! each pair of row blocks once, offering every distance to both of its
+//! rows ([`crate::knn_scan::scan_symmetric`]): half the multiply-adds. Any
+//! screen that keeps every point that can reach the answer gives the same
+//! settle, so the answer is bit for bit that of the plain scan.
 
 use rayon::prelude::*;
 
 use crate::cosine_exact::repair_keys;
-use crate::engine::{dispatch, widest, with_tile_shape, Kernel};
+use crate::engine::{prefetch, widest, with_tile_shape};
 use crate::error::{CoreError, Result};
 use crate::exact::Exact;
+use crate::knn_scan::{scan, scan_symmetric, Ctx, RowStates};
 use crate::matrix::{check_same_dim, Matrix};
 use crate::metric::Metric;
-use crate::pack::{prepare_anchors, prepare_panels, row_norms, Anchors, Panels, Transform};
-use crate::parallel::checkpoint;
+use crate::pack::{prepare_anchors, prepare_panels, row_norms, Transform};
+use crate::parallel::{checkpoint, map_range, on_pool, worth_parallel};
 use crate::real::Real;
 use crate::scale::{distance_factor, with_safe_scale};
 use crate::screen::{settle_top_k, CandidateSet, ExpansionBound};
-use crate::tile::for_each_tile;
 
 /// Row-major `n x k` neighbours of each query row, nearest first.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,24 +37,25 @@ pub struct Knn<T> {
     pub distances: Vec<T>,
 }
 
-/// Query rows per parallel task (a multiple of the tile height).
+/// Query rows per parallel task of the plain scan (a multiple of the tile
+/// height and panel width).
 const ROW_BLOCK: usize = 96;
 
 /// The screen of one query row: the k smallest upper bounds seen (their
 /// largest, `tau`, bounds the true k-th distance from above) and every
 /// point whose lower bound is at most `tau`.
-struct TopK<T> {
+pub(crate) struct TopK<T> {
     k: usize,
     /// The k smallest upper bounds seen, ascending.
     ubs: Vec<T>,
-    tau: T,
+    pub(crate) tau: T,
     cands: Vec<(T, u32)>,
     cap: usize,
     overflow: bool,
 }
 
 impl<T: Real> TopK<T> {
-    fn new(k: usize) -> Self {
+    pub(crate) fn new(k: usize) -> Self {
         TopK {
             k,
             ubs: Vec::with_capacity(k + 1),
@@ -59,6 +64,15 @@ impl<T: Real> TopK<T> {
             cap: (4 * k).max(64),
             overflow: false,
         }
+    }
+}
+
+impl<T: Real> TopK<T> {
+    /// Prefetches what an offer touches: the bounds and the next free slot.
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        prefetch(self.ubs.as_ptr());
+        prefetch(self.cands.as_ptr().wrapping_add(self.cands.len()));
     }
 }
 
@@ -111,6 +125,22 @@ pub fn knn<T: Real>(
     metric: Metric,
     exclude_self: bool,
 ) -> Result<Knn<T>> {
+    knn_with(x, k, reference, metric, exclude_self, true)
+}
+
+/// [`knn`], choosing the scan of a self-query: `symmetric` computes each
+/// pair of row blocks once and offers it to both blocks' rows; without it
+/// every row block scans every panel (the plain path, kept to test the
+/// symmetric one against). The answer is the same, bit for bit.
+#[doc(hidden)]
+pub fn knn_with<T: Real>(
+    x: &Matrix<T>,
+    k: usize,
+    reference: Option<&Matrix<T>>,
+    metric: Metric,
+    exclude_self: bool,
+    symmetric: bool,
+) -> Result<Knn<T>> {
     let y = reference.copied().unwrap_or(*x);
     check_same_dim(x, &y)?;
     let self_excluded = reference.is_none() && exclude_self;
@@ -124,7 +154,11 @@ pub fn knn<T: Real>(
         });
     }
     with_safe_scale(x, reference, |x, y, s| {
-        let mut out = with_tile_shape!(widest::KNN, T, run(x, k, y, metric, self_excluded))?;
+        let mut out = with_tile_shape!(
+            widest::KNN,
+            T,
+            run(x, k, y, metric, self_excluded, symmetric)
+        )?;
         let f = distance_factor(metric, s);
         if !f.is_one() {
             for v in out.distances.iter_mut() {
@@ -141,6 +175,7 @@ fn run<T: Real, const MR: usize, const NR: usize>(
     reference: Option<&Matrix<T>>,
     metric: Metric,
     self_excluded: bool,
+    symmetric: bool,
 ) -> Result<Knn<T>> {
     let y = reference.copied().unwrap_or(*x);
     let nx = row_norms(x, metric, "X")?;
@@ -176,111 +211,41 @@ fn run<T: Real, const MR: usize, const NR: usize>(
         self_excluded,
     };
     let n = x.rows;
-    let rows: Vec<Vec<(f64, usize)>> = (0..n.div_ceil(ROW_BLOCK))
-        .into_par_iter()
-        .panic_fuse()
-        .flat_map_iter(|b| {
-            checkpoint();
-            let (r0, r1) = (b * ROW_BLOCK, ((b + 1) * ROW_BLOCK).min(n));
-            let mut states: Vec<TopK<T>> = (r0..r1).map(|_| TopK::new(k)).collect();
-            scan_block::<T, MR, NR>(&ctx, r0..r1, &mut states);
-            states
-                .into_iter()
-                .enumerate()
-                .map(|(o, st)| finish_row(&exact, r0 + o, k, &st, self_excluded))
-                .collect::<Vec<_>>()
+    let finish = |b: &RowStates<T>| -> Vec<(f64, usize)> {
+        (b.first..)
+            .zip(&b.states)
+            .flat_map(|(i, st)| finish_row(&exact, i, k, st, self_excluded))
+            .collect()
+    };
+    let rows: Vec<Vec<(f64, usize)>> = if reference.is_none() && symmetric {
+        let parallel = worth_parallel(n * n / 2 * x.cols);
+        on_pool(parallel, || {
+            let blocks = scan_symmetric::<T, MR, NR>(&ctx, k, parallel);
+            map_range(parallel, blocks.len(), |b| finish(&blocks[b]))
         })
-        .collect();
+    } else {
+        (0..n.div_ceil(ROW_BLOCK))
+            .into_par_iter()
+            .panic_fuse()
+            .map(|b| {
+                checkpoint();
+                let rows = (b * ROW_BLOCK)..((b + 1) * ROW_BLOCK).min(n);
+                let mut block = RowStates::new(rows, k, NR);
+                scan::<T, MR, NR>(&ctx, &mut block, 0..panels.count(), None);
+                finish(&block)
+            })
+            .collect()
+    };
     let mut out = Knn {
         k,
         indices: Vec::with_capacity(n * k),
         distances: Vec::with_capacity(n * k),
     };
-    for row in rows {
-        for (d2, j) in row {
-            out.indices.push(j as i64);
-            out.distances.push(T::from_f64(metric.from_d2(d2)));
-        }
+    for (d2, j) in rows.into_iter().flatten() {
+        out.indices.push(j as i64);
+        out.distances.push(T::from_f64(metric.from_d2(d2)));
     }
     Ok(out)
-}
-
-struct Ctx<'a, T> {
-    anchors: &'a Anchors<T>,
-    panels: &'a Panels<T>,
-    bound: ExpansionBound,
-    self_excluded: bool,
-}
-
-/// Screens query rows `rows` against every panel, on the widest path k-NN takes.
-fn scan_block<T: Real, const MR: usize, const NR: usize>(
-    ctx: &Ctx<T>,
-    rows: Range<usize>,
-    states: &mut [TopK<T>],
-) {
-    struct Scan<'c, 'a, 's, T, const MR: usize, const NR: usize>(
-        &'c Ctx<'a, T>,
-        Range<usize>,
-        &'s mut [TopK<T>],
-    );
-    impl<T: Real, const MR: usize, const NR: usize> Kernel for Scan<'_, '_, '_, T, MR, NR> {
-        type Output = ();
-        #[inline(always)]
-        fn run<const FMA: bool>(self) {
-            scan_block_impl::<T, MR, NR, FMA>(self.0, self.1, self.2)
-        }
-    }
-    dispatch(widest::KNN, Scan::<T, MR, NR>(ctx, rows, states));
-}
-
-/// Query rows `rows` against every panel; the epilogue screens a tile row
-/// with one vector compare before offering its points.
-#[inline(always)]
-fn scan_block_impl<T: Real, const MR: usize, const NR: usize, const FMA: bool>(
-    ctx: &Ctx<T>,
-    rows: Range<usize>,
-    states: &mut [TopK<T>],
-) {
-    let (r0, r1) = (rows.start, rows.end);
-    let padded_end = r0 + (r1 - r0).div_ceil(MR) * MR;
-    let panels = ctx.panels;
-    for_each_tile::<T, MR, NR, FMA, false, _>(
-        ctx.anchors,
-        panels,
-        r0..padded_end,
-        0..panels.count(),
-        // Inlined so that it is compiled with the caller's target features.
-        #[inline(always)]
-        |r, p, acc| {
-            let nb: &[T; NR] = panels.norms[p * NR..(p + 1) * NR].try_into().unwrap();
-            let wmax = panels.max_norm[p].to_f64();
-            let c0 = p * NR;
-            let width = NR.min(panels.n - c0);
-            for (rr, dots) in acc.iter().enumerate() {
-                let i = r + rr;
-                if i >= r1 {
-                    break;
-                }
-                let st = &mut states[i - r0];
-                let na = ctx.anchors.norms[i];
-                let w = ctx.bound.at(na, wmax);
-                let thr = st.tau + w;
-                let mut hit = false;
-                for c in 0..NR {
-                    hit |= na + nb[c] - T::TWO * dots[c] <= thr;
-                }
-                if !hit {
-                    continue;
-                }
-                for c in 0..width {
-                    let j = c0 + c;
-                    if !(ctx.self_excluded && j == i) {
-                        st.offer(na + nb[c] - T::TWO * dots[c], w, j as u32);
-                    }
-                }
-            }
-        },
-    );
 }
 
 /// Ranks a row's survivors (or, after an overflow, every point) by exact

@@ -29,6 +29,7 @@ mod isometric;
 mod kcenter;
 mod kdtree;
 mod knn;
+mod knn_scan;
 mod loss;
 mod matrix;
 mod metric;
@@ -51,7 +52,7 @@ pub use geometry::{
 };
 pub use isometric::isometric_error;
 pub use kcenter::{covering_radius, kcenter, CoveringRadius, KCenter};
-pub use knn::{knn, Knn};
+pub use knn::{knn, knn_with, Knn};
 pub use loss::{triplet_margin_loss, LossOptions, LossOutput, Mining, Reduction};
 pub use matrix::{finite, Matrix};
 pub use metric::Metric;

@@ -392,7 +392,7 @@ fn hardest_triplet(
 }
 
 #[pyfunction]
-#[pyo3(signature = (x, k, y, metric, exclude_self))]
+#[pyo3(signature = (x, k, y, metric, exclude_self, symmetric=true))]
 fn knn<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -400,6 +400,7 @@ fn knn<'py>(
     y: Option<&Bound<'py, PyAny>>,
     metric: &str,
     exclude_self: bool,
+    symmetric: bool,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     let metric = option(Metric::parse(metric))?;
     by_dtype!(x, "X", |xa: F| {
@@ -411,7 +412,7 @@ fn knn<'py>(
         let item = 2 * (8 + std::mem::size_of::<F>()) as u128;
         memory::check_output("knn", xm.rows() as u128 * k as u128, item)?;
         let r = run(py, "knn", work(xm.rows(), m, xm.cols()), || {
-            core::knn(&xm, k, ym.as_ref(), metric, exclude_self)
+            core::knn_with(&xm, k, ym.as_ref(), metric, exclude_self, symmetric)
         })?
         .map_err(core_error)?;
         Ok((

@@ -90,6 +90,35 @@ pub(super) unsafe fn pass_bits_f32x32<const SYM: bool>(
     (row, col)
 }
 
+/// k-NN's pass masks for 32 f32 columns: `v <= thr` (row) and, with `SYM`,
+/// `v <= col_thr` (columns), `v` as [`squared_keys`] (the portable loop's
+/// operations per lane, so the same bits).
+///
+/// # Safety
+/// Every pointer holds 32 values; the CPU has AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn knn_bits_f32x32<const SYM: bool>(
+    dots: *const f32,
+    na: f32,
+    nb: *const f32,
+    thr: f32,
+    col_thr: *const f32,
+) -> (u64, u64) {
+    let na = _mm512_set1_ps(na);
+    let thr = _mm512_set1_ps(thr);
+    let (mut row, mut col) = (0u64, 0u64);
+    for h in 0..2 {
+        let o = 16 * h;
+        let v = squared_keys(na, nb.add(o), dots.add(o));
+        row |= u64::from(_mm512_cmp_ps_mask::<_CMP_LE_OQ>(v, thr)) << o;
+        if SYM {
+            let ct = _mm512_loadu_ps(col_thr.add(o));
+            col |= u64::from(_mm512_cmp_ps_mask::<_CMP_LE_OQ>(v, ct)) << o;
+        }
+    }
+    (row, col)
+}
+
 /// Batch-hard's squared key `(na + nb) - 2 dot` for 16 columns.
 ///
 /// # Safety

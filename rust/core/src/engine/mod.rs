@@ -263,6 +263,47 @@ pub(crate) fn min_neg_x32<T: Real, const NR: usize>(
     None
 }
 
+/// Asks the CPU to bring the cache line holding `p` into L1 (a hint: no
+/// effect on any result).
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address, and changes
+    // nothing the program can observe; SSE is baseline on x86_64.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// The 32 f32 columns of one k-NN tile row: bit c of the first mask is set
+/// where `v = (na + nb) - 2 dot` is at most `thr`, of the second (with
+/// `SYM`) where it is at most `col_thr[c]` (the portable loop's operations
+/// per lane), or `None` where that path is not available.
+#[inline(always)]
+pub(crate) fn knn_bits_x32<T: Real, const NR: usize, const SYM: bool>(
+    dots: &[T; NR],
+    na: T,
+    nb: &[T; NR],
+    thr: T,
+    col_thr: &[T; NR],
+) -> Option<(u64, u64)> {
+    #[cfg(target_arch = "x86_64")]
+    if NR == 32 && is_f32::<T>() && simd_level() == Simd::Avx512 {
+        let f = |v: &[T; NR]| v.as_ptr().cast::<f32>();
+        let one = |v: T| -> f32 { v.to_f64() as f32 };
+        // SAFETY: T is f32 and NR is 32 (checked): every array holds 32
+        // values; the CPU has AVX-512F (checked at run time).
+        return Some(unsafe {
+            avx512::knn_bits_f32x32::<SYM>(f(dots), one(na), f(nb), one(thr), f(col_thr))
+        });
+    }
+    let _ = (dots, na, nb, thr, col_thr);
+    None
+}
+
 /// Per lane `l` of 8, the f64 sum of `v[8 c + l]^2` over the whole chunks
 /// (multiply then add, as the portable loop), and how many values that
 /// covered; `None` where that path is not available.
