@@ -16,6 +16,9 @@ use crate::matrix::Matrix;
 use crate::parallel::checkpoint;
 use crate::real::Real;
 
+mod slabs;
+pub(crate) use slabs::Slabs;
+
 /// Unit roundoff of f64.
 const U: f64 = f64::EPSILON / 2.0;
 /// Absolute slack for squares that underflow (|diff| below about 1e-154):

@@ -21,14 +21,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
-use crate::blocks::{Balls, BlockTree};
+use crate::blocks::{record_pairs, Balls, BlockTree, Slabs};
 use crate::engine::{widest, with_tile_shape};
 use crate::error::Result;
 use crate::exact::Exact;
 use crate::hard_scan::{scan_block, Ctx, RowState, ROW_BLOCK};
 use crate::matrix::{check_same_dim, Matrix};
 use crate::metric::Metric;
-use crate::pack::{prepare_anchors, prepare_panels, Anchors, Transform};
+use crate::pack::{prepare_anchors_in_order, prepare_panels_in_order, Anchors, Transform};
 use crate::parallel::checkpoint;
 use crate::real::Real;
 use crate::screen::{settle_best, CandidateSet, ExpansionBound, Extreme};
@@ -92,6 +92,8 @@ struct Shared<'c, 'a, T> {
     /// Block `b` of `y` is positions `ystarts[b]..ystarts[b + 1]`.
     ystarts: &'c [usize],
     yballs: &'c Balls,
+    tree: &'c BlockTree,
+    slabs: &'c Slabs,
     /// Lower bound on the answer, squared (f64 bits order like the values).
     lower: &'c AtomicU64,
     gap_scale: f64,
@@ -104,8 +106,10 @@ struct Rows<T> {
     /// The exact squared distance to the best candidate seen (an upper
     /// bound on the row's nearest), +inf before any.
     ub: Vec<f64>,
-    /// Per tile-height group, the blocks already scanned.
+    /// Per tile-height group, the blocks scanned by the first stage.
     visited: Vec<Vec<u32>>,
+    /// Blocks scanned (by any group) after the first stage.
+    scanned: usize,
 }
 
 impl<T: Real> Rows<T> {
@@ -115,6 +119,7 @@ impl<T: Real> Rows<T> {
             states: (0..len).map(|_| RowState::new()).collect(),
             ub: vec![f64::INFINITY; len],
             visited: vec![Vec::new(); len.div_ceil(mr)],
+            scanned: 0,
         }
     }
 }
@@ -137,6 +142,7 @@ fn pruned_impl<T: Real, const MR: usize, const NR: usize>(
     let tree = BlockTree::build(&[y], leaf);
     mark("tree");
     let yballs = tree.balls(y);
+    let slabs = tree.slabs(y, &yballs);
     mark("balls");
     // Rows of x by the block they land in (then by row), with the block
     // across their nearest split.
@@ -150,21 +156,8 @@ fn pruned_impl<T: Real, const MR: usize, const NR: usize>(
     mark("route");
     let (xlab, ylab) = (vec![0u32; n], vec![1u32; m]);
     let tf = Transform::new(x, Some(y), None, None);
-    let anchors = {
-        let xp = permuted(x, &xorder);
-        prepare_anchors(&Matrix::new(&xp, n, x.cols, "A")?, &tf, MR, "A")?
-    };
-    let panels = {
-        let yp = permuted(y, &tree.order);
-        prepare_panels(
-            &Matrix::new(&yp, m, y.cols, "B")?,
-            &ylab,
-            &tf,
-            false,
-            NR,
-            "B",
-        )?
-    };
+    let anchors = prepare_anchors_in_order(x, Some(&xorder), &tf, MR, "A")?;
+    let panels = prepare_panels_in_order(y, Some(&tree.order), &ylab, &tf, false, NR, "B")?;
     let exact = Exact {
         x: *x,
         y: *y,
@@ -191,6 +184,8 @@ fn pruned_impl<T: Real, const MR: usize, const NR: usize>(
         yorder: &tree.order,
         ystarts: &tree.starts,
         yballs: &yballs,
+        tree: &tree,
+        slabs: &slabs,
         lower: &lower,
         gap_scale,
     };
@@ -219,20 +214,24 @@ fn pruned_impl<T: Real, const MR: usize, const NR: usize>(
         .map(|rows| search::<T, MR, NR>(&sh, &ctx, rows))
         .collect();
     mark("finish");
+    // Block pairs (task, block) that no stage scanned, for the benchmarks.
+    let nb = yballs.blocks() as u64;
+    let scanned: u64 = tasks
+        .iter()
+        .map(|r| {
+            let mut first: Vec<u32> = r.visited.concat();
+            first.sort_unstable();
+            first.dedup();
+            (first.len() + r.scanned) as u64
+        })
+        .sum();
+    let pairs = tasks.len() as u64 * nb;
+    record_pairs(pairs, pairs.saturating_sub(scanned));
     let mut out = vec![None; n];
     for (p, j) in nearest.into_iter().flatten().enumerate() {
         out[xorder[p] as usize] = j;
     }
     Ok(out)
-}
-
-/// The rows of `m` in `order` (row-major copy).
-fn permuted<T: Real>(m: &Matrix<T>, order: &[u32]) -> Vec<T> {
-    let mut out = Vec::with_capacity(order.len() * m.cols);
-    for &i in order {
-        out.extend_from_slice(m.row(i as usize));
-    }
-    out
 }
 
 /// Positions of block `b` of `y` as a range of panels.
@@ -352,9 +351,7 @@ fn seed_lower<T: Real, const MR: usize, const NR: usize>(
     }
     all.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let seeds: Vec<u32> = all[..k].iter().map(|s| sh.xorder[s.1 as usize]).collect();
-    let gathered = permuted(sh.x, &seeds);
-    let gm = Matrix::new(&gathered, seeds.len(), sh.x.cols, "A")?;
-    let anchors: Anchors<T> = prepare_anchors(&gm, tf, MR, "A")?;
+    let anchors: Anchors<T> = prepare_anchors_in_order(sh.x, Some(&seeds), tf, MR, "A")?;
     let ctx = Ctx {
         anchors: &anchors,
         xlab: &sh.ctx.xlab[..seeds.len()],
@@ -390,36 +387,57 @@ fn search<T: Real, const MR: usize, const NR: usize>(
     if !retire(&mut active, rows) {
         return vec![None; len];
     }
-    let live: Vec<u32> = (0..len)
-        .filter(|&k| active[k])
-        .map(|k| sh.xorder[rows.start + k])
+    let nb = sh.yballs.blocks();
+    let live: Vec<usize> = (0..len).filter(|&k| active[k]).collect();
+    let origs: Vec<u32> = live.iter().map(|&k| sh.xorder[rows.start + k]).collect();
+    let ball = Balls::of_rows(sh.x, &origs);
+    // Per live row, lower bounds on its distance to every block (slabs).
+    let mut gaps = vec![0.0f64; live.len() * nb];
+    for (t, &i) in origs.iter().enumerate() {
+        let out = &mut gaps[t * nb..(t + 1) * nb];
+        sh.slabs
+            .point_gaps(sh.tree, sh.x.row(i as usize), sh.gap_scale, out);
+    }
+    let mut slot = vec![usize::MAX; len];
+    for (t, &k) in live.iter().enumerate() {
+        slot[k] = t;
+    }
+    // Nearest first: by the least slab gap of a live row, then by the balls.
+    let mut visits: Vec<(f64, f64, usize)> = (0..nb)
+        .map(|b| {
+            let g = (0..live.len())
+                .map(|t| gaps[t * nb + b])
+                .fold(f64::INFINITY, f64::min);
+            (g, ball.approach(0, sh.yballs, b), b)
+        })
         .collect();
-    let ball = Balls::of_rows(sh.x, &live);
-    let mut visits: Vec<(f64, usize)> = (0..sh.yballs.blocks())
-        .map(|b| (ball.approach(0, sh.yballs, b), b))
-        .collect();
-    visits.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    for &(_, b) in &visits {
+    visits.sort_unstable_by(|a, b| {
+        a.0.total_cmp(&b.0)
+            .then(a.1.total_cmp(&b.1))
+            .then(a.2.cmp(&b.2))
+    });
+    for &(_, _, b) in &visits {
         checkpoint();
         if !retire(&mut active, rows) {
-            return vec![None; len];
+            break;
         }
-        // Skipped only if every point of the block is strictly farther
-        // (in the f64 sums the settle compares) than every active row's
-        // candidate: then none can be a row's nearest or tie it.
-        let ub = (0..len)
-            .filter(|&k| active[k])
-            .map(|k| rows.ub[k])
-            .fold(0.0, f64::max);
-        let gap = ball.gap(0, sh.yballs, b) * sh.gap_scale;
-        if gap * gap * (1.0 - SLACK) > ub {
-            continue;
-        }
-        for (g, visited) in rows.visited.iter_mut().enumerate() {
+        // Row k needs block b unless every point of the block is strictly
+        // farther (in the f64 sums the settle compares) than its candidate:
+        // then none can be its nearest or tie it.
+        let ball_gap = ball.gap(0, sh.yballs, b) * sh.gap_scale;
+        let needs = |k: usize| {
+            active[k] && {
+                let g = gaps[slot[k] * nb + b].max(ball_gap);
+                g * g * (1.0 - SLACK) <= rows.ub[k]
+            }
+        };
+        let mut scanned = false;
+        for g in 0..rows.visited.len() {
             let (g0, g1) = (g * MR, ((g + 1) * MR).min(len));
-            if !active[g0..g1].iter().any(|&a| a) || visited.contains(&(b as u32)) {
+            if !(g0..g1).any(needs) || rows.visited[g].contains(&(b as u32)) {
                 continue;
             }
+            scanned = true;
             scan_block::<T, MR, NR>(
                 ctx,
                 rows.start + g0..rows.start + g1,
@@ -428,9 +446,12 @@ fn search<T: Real, const MR: usize, const NR: usize>(
                 None,
             );
         }
-        for k in 0..len {
-            if active[k] {
-                refresh_ub(sh, rows, k);
+        if scanned {
+            rows.scanned += 1;
+            for k in 0..len {
+                if active[k] {
+                    refresh_ub(sh, rows, k);
+                }
             }
         }
     }
