@@ -70,7 +70,12 @@ struct Split {
     threshold: f64,
     /// `|dir|`, so that projections compare as distances.
     norm: f64,
+    /// The greatest projection in `lo`, the least in `hi` (as computed).
+    lo_max: f64,
+    hi_min: f64,
     left: usize,
+    /// Rows under the split.
+    size: usize,
     lo: Node,
     hi: Node,
 }
@@ -340,7 +345,10 @@ fn split<T: Real>(xs: &[&Matrix<T>], order: &mut [u32], leaf: usize) -> Node {
         dir,
         threshold,
         norm,
+        lo_max: below,
+        hi_min: keyed[left].0,
         left,
+        size: n,
         lo,
         hi,
     }))

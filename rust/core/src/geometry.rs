@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use crate::batch_hard::batch_hard;
 use crate::error::{CoreError, Result};
 use crate::exact::{diff_sq_sum, scaled_diff_norm};
-use crate::hausdorff_prune::{nearest_for_max_pruned, plan, Pruning};
+use crate::hausdorff_prune::{nearest_for_max_pruned, plan, Plan, Pruning};
 use crate::hausdorff_scan::nearest_for_max;
 use crate::kdtree::{nearest_for_max_tree, KD_MAX_DIM};
 use crate::matrix::{check_labels, check_same_dim, Matrix};
@@ -73,10 +73,15 @@ pub fn directed_hausdorff_with<T: Real>(
         let nn = if a.cols <= KD_MAX_DIM {
             check_same_dim(a, b)?;
             nearest_for_max_tree(a, b)
-        } else if let Some((leaf, gap_scale)) = plan(pruning, a.rows, b.rows) {
-            nearest_for_max_pruned(a, b, leaf, gap_scale)?
         } else {
-            nearest_for_max(a, b)?
+            match plan(pruning, a, b) {
+                Plan::Pruned {
+                    leaf,
+                    gap_scale,
+                    lower,
+                } => nearest_for_max_pruned(a, b, leaf, gap_scale, lower)?,
+                Plan::Unpruned { lower } => nearest_for_max(a, b, lower)?,
+            }
         };
         let rows = nn.iter().enumerate().filter_map(|(i, j)| {
             j.map(|j| Attained {

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use crate::blocks::{record_pairs, Balls, BlockTree, Slabs};
 use crate::engine::{widest, with_tile_shape};
 use crate::error::Result;
-use crate::exact::Exact;
+use crate::exact::{diff_sq_sum, Exact};
 use crate::hard_scan::{scan_block, Ctx, RowState, ROW_BLOCK};
 use crate::matrix::{check_same_dim, Matrix};
 use crate::metric::Metric;
@@ -58,13 +58,83 @@ const MIN_ROWS: usize = 4 * LEAF;
 /// f64 sum of squared differences (`(d + 4) u` is far smaller).
 const SLACK: f64 = 1e-9;
 
-/// Whether `Auto` (or the knob) prunes for an `n x m` scan; the block size.
-pub(crate) fn plan(pruning: Pruning, n: usize, m: usize) -> Option<(usize, f64)> {
+/// The scan chosen for one direction, with a lower bound on the answer
+/// (squared, as the scans keep it) to start from.
+pub(crate) enum Plan {
+    Unpruned {
+        lower: f64,
+    },
+    Pruned {
+        leaf: usize,
+        gap_scale: f64,
+        lower: f64,
+    },
+}
+
+/// Rows of `x` the probe of [`plan`] samples.
+const PROBE: usize = 8;
+
+/// The scan for `h(x, y)` under `pruning`. `Auto` prunes where the tree
+/// pays: not for copies in the same row order (the unpruned scan visits
+/// each row's own position first) nor where the nearest rows are about as
+/// far as the others (random sets: the shared lower bound retires rows
+/// early without a tree). A probe of a few rows tells which; their exact
+/// nearest distances seed the lower bound of either scan.
+pub(crate) fn plan<T: Real>(pruning: Pruning, x: &Matrix<T>, y: &Matrix<T>) -> Plan {
+    let pruned = |leaf, gap_scale| Plan::Pruned {
+        leaf,
+        gap_scale,
+        lower: 0.0,
+    };
     match pruning {
-        Pruning::Off => None,
-        Pruning::Auto => (n >= MIN_ROWS && m >= MIN_ROWS).then_some((LEAF, 1.0)),
-        Pruning::On => Some((TEST_LEAF, 1.0)),
-        Pruning::TooTight => Some((TEST_LEAF, 1.01)),
+        Pruning::Off => Plan::Unpruned { lower: 0.0 },
+        Pruning::On => pruned(TEST_LEAF, 1.0),
+        Pruning::TooTight => pruned(TEST_LEAF, 1.01),
+        Pruning::Auto if x.rows < MIN_ROWS || y.rows < MIN_ROWS => Plan::Unpruned { lower: 0.0 },
+        Pruning::Auto => probe(x, y),
+    }
+}
+
+fn probe<T: Real>(x: &Matrix<T>, y: &Matrix<T>) -> Plan {
+    let (n, m) = (x.rows, y.rows);
+    let d2 = |i: usize, j: usize| diff_sq_sum(x.row(i), y.row(j));
+    let rows: Vec<usize> = (0..PROBE).map(|k| (2 * k + 1) * n / (2 * PROBE)).collect();
+    let aligned = rows
+        .iter()
+        .filter(|&&i| {
+            let home = i * m / n;
+            d2(i, home) * 16.0 < d2(i, (home + m / 2) % m)
+        })
+        .count();
+    if aligned * 4 >= PROBE * 3 {
+        return Plan::Unpruned { lower: 0.0 };
+    }
+    // Per sampled row: its exact nearest squared distance, and the mean.
+    let stats: Vec<(f64, f64)> = rows
+        .par_iter()
+        .map(|&i| {
+            checkpoint();
+            let (mut nn, mut sum) = (f64::INFINITY, 0.0);
+            for j in 0..m {
+                let v = d2(i, j);
+                nn = nn.min(v);
+                sum += v;
+            }
+            (nn, sum / m as f64)
+        })
+        .collect();
+    // As the scans raise it: a rigorous lower bound on a settled row's nearest.
+    let lower = stats.iter().map(|s| s.0).fold(0.0, f64::max) * (1.0 - 1e-12);
+    let mut ratios: Vec<f64> = stats.iter().map(|s| s.0 / s.1).collect();
+    ratios.sort_unstable_by(f64::total_cmp);
+    if ratios[PROBE / 2] * 16.0 < 1.0 {
+        Plan::Pruned {
+            leaf: LEAF,
+            gap_scale: 1.0,
+            lower,
+        }
+    } else {
+        Plan::Unpruned { lower }
     }
 }
 
@@ -76,8 +146,13 @@ pub(crate) fn nearest_for_max_pruned<T: Real>(
     y: &Matrix<T>,
     leaf: usize,
     gap_scale: f64,
+    lower: f64,
 ) -> Result<Vec<Option<usize>>> {
-    with_tile_shape!(widest::HAUSDORFF, T, pruned_impl(x, y, leaf, gap_scale))
+    with_tile_shape!(
+        widest::HAUSDORFF,
+        T,
+        pruned_impl(x, y, leaf, gap_scale, lower)
+    )
 }
 
 /// What every task of the scan reads.
@@ -129,21 +204,13 @@ fn pruned_impl<T: Real, const MR: usize, const NR: usize>(
     y: &Matrix<T>,
     leaf: usize,
     gap_scale: f64,
+    lower0: f64,
 ) -> Result<Vec<Option<usize>>> {
     check_same_dim(x, y)?;
-    assert!(leaf % NR == 0, "blocks start on panel boundaries");
-    let prof = std::env::var("TC_PROF").is_ok();
-    let t0 = std::time::Instant::now();
-    let mark = |what: &str| {
-        if prof {
-            eprintln!("{what}: {:.3}", t0.elapsed().as_secs_f64())
-        }
-    };
+    assert!(leaf.is_multiple_of(NR), "blocks start on panel boundaries");
     let tree = BlockTree::build(&[y], leaf);
-    mark("tree");
     let yballs = tree.balls(y);
     let slabs = tree.slabs(y, &yballs);
-    mark("balls");
     // Rows of x by the block they land in (then by row), with the block
     // across their nearest split.
     let routes: Vec<(u32, u32)> = (0..x.rows)
@@ -153,7 +220,6 @@ fn pruned_impl<T: Real, const MR: usize, const NR: usize>(
     let mut xorder: Vec<u32> = (0..x.rows as u32).collect();
     xorder.sort_by_key(|&i| (routes[i as usize].0, i));
     let (n, m) = (x.rows, y.rows);
-    mark("route");
     let (xlab, ylab) = (vec![0u32; n], vec![1u32; m]);
     let tf = Transform::new(x, Some(y), None, None);
     let anchors = prepare_anchors_in_order(x, Some(&xorder), &tf, MR, "A")?;
@@ -174,8 +240,7 @@ fn pruned_impl<T: Real, const MR: usize, const NR: usize>(
         bound: ExpansionBound::new::<T>(x.cols),
         widest: widest::HAUSDORFF,
     };
-    mark("pack");
-    let lower = AtomicU64::new(0f64.to_bits());
+    let lower = AtomicU64::new(lower0.to_bits());
     let sh = Shared {
         ctx: &ctx,
         exact: &exact,
@@ -196,24 +261,12 @@ fn pruned_impl<T: Real, const MR: usize, const NR: usize>(
         checkpoint();
         scan_home::<T, MR, NR>(&sh, rows, &routes);
     });
-    mark("home");
     seed_lower::<T, MR, NR>(&sh, &tasks, &tf)?;
-    mark("seed");
-    if prof {
-        let lo = f64::from_bits(lower.load(Ordering::Relaxed));
-        let live = tasks
-            .iter()
-            .flat_map(|r| r.ub.iter())
-            .filter(|&&u| u >= lo)
-            .count();
-        eprintln!("lower {lo:.4e}, rows with ub >= lower: {live} of {n}");
-    }
     let nearest: Vec<Vec<Option<usize>>> = tasks
         .par_iter_mut()
         .panic_fuse()
         .map(|rows| search::<T, MR, NR>(&sh, &ctx, rows))
         .collect();
-    mark("finish");
     // Block pairs (task, block) that no stage scanned, for the benchmarks.
     let nb = yballs.blocks() as u64;
     let scanned: u64 = tasks
@@ -393,10 +446,12 @@ fn search<T: Real, const MR: usize, const NR: usize>(
     let ball = Balls::of_rows(sh.x, &origs);
     // Per live row, lower bounds on its distance to every block (slabs).
     let mut gaps = vec![0.0f64; live.len() * nb];
-    for (t, &i) in origs.iter().enumerate() {
+    for (t, (&i, &k)) in origs.iter().zip(&live).enumerate() {
+        // Bounds past the row's candidate skip the block whatever their size.
+        let enough = 2.0 * rows.ub[k].sqrt();
         let out = &mut gaps[t * nb..(t + 1) * nb];
         sh.slabs
-            .point_gaps(sh.tree, sh.x.row(i as usize), sh.gap_scale, out);
+            .point_gaps(sh.tree, sh.x.row(i as usize), sh.gap_scale, enough, out);
     }
     let mut slot = vec![usize::MAX; len];
     for (t, &k) in live.iter().enumerate() {
@@ -448,10 +503,8 @@ fn search<T: Real, const MR: usize, const NR: usize>(
         }
         if scanned {
             rows.scanned += 1;
-            for k in 0..len {
-                if active[k] {
-                    refresh_ub(sh, rows, k);
-                }
+            for (k, _) in active.iter().enumerate().filter(|a| *a.1) {
+                refresh_ub(sh, rows, k);
             }
         }
     }

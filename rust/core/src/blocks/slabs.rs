@@ -1,97 +1,63 @@
-//! Slab bounds: per block, the range of its rows' projections on the
-//! direction of every split above it. In high dimension a block's ball
-//! holds nearly every point near it, but a point on the far side of a
-//! split is provably as far as its projection is from the block's range,
-//! which is what skips blocks for near-duplicate rows.
+//! Split bounds: a point on one side of a split is at least as far from
+//! every row on the other side as its projection is from theirs. In high
+//! dimension a block's ball holds nearly every point near it, but these
+//! bounds (a k-d tree's, on the tree's far-pair directions) still skip the
+//! blocks across the splits for near-duplicate rows.
 
-use rayon::prelude::*;
-
-use super::{dot_row, up, Balls, BlockTree, Node, Split, TINY, U};
+use super::{dot_row, up, Balls, BlockTree, Node, TINY, U};
 use crate::matrix::Matrix;
-use crate::parallel::checkpoint;
 use crate::real::Real;
 
-/// The projection ranges of the blocks of one matrix (a tree built on it alone).
+/// What the split bounds of one matrix's blocks need beyond the tree (built
+/// on that matrix alone): an upper bound on each block's row norms, for the
+/// rounding of the projections.
 pub(crate) struct Slabs {
-    /// Per block, per split above it (root first): the least and greatest
-    /// projection of its rows, and the direction's norm.
-    ranges: Vec<Vec<(f64, f64, f64)>>,
-    /// Per block, an upper bound on its rows' norms.
     norms: Vec<f64>,
     d: usize,
 }
 
-impl BlockTree {
-    /// The splits above each block, root first.
-    fn paths(&self) -> Vec<Vec<&Split>> {
-        fn walk<'t>(
-            node: &'t Node,
-            offset: usize,
-            leaf: usize,
-            path: &mut Vec<&'t Split>,
-            out: &mut [Vec<&'t Split>],
-        ) {
-            match node {
-                Node::Leaf => out[offset / leaf] = path.clone(),
-                Node::Split(s) => {
-                    path.push(s);
-                    walk(&s.lo, offset, leaf, path, out);
-                    walk(&s.hi, offset + s.left, leaf, path, out);
-                    path.pop();
-                }
-            }
-        }
-        let mut out = vec![Vec::new(); self.blocks()];
-        walk(&self.root, 0, self.leaf, &mut Vec::new(), &mut out);
-        out
-    }
+/// One walk of [`Slabs::point_gaps`].
+struct Walk<'w, T> {
+    slabs: &'w Slabs,
+    leaf: usize,
+    p: &'w [T],
+    /// Bounds at least this large need no deeper split.
+    enough: f64,
+    /// Rounding of `p`'s projections, and the final shrink and scale.
+    coef: f64,
+    pn: f64,
+    shrink: f64,
+    scale: f64,
+    out: &'w mut [f64],
+}
 
-    /// The slabs of the blocks in `x` (the matrix the tree was built on;
-    /// `balls` its balls, which bound the rows' norms).
+impl BlockTree {
+    /// The split bounds' data for the blocks of `x` (the matrix the tree
+    /// was built on; `balls` its balls, which bound the rows' norms).
     pub(crate) fn slabs<T: Real>(&self, x: &Matrix<T>, balls: &Balls) -> Slabs {
-        let paths = self.paths();
-        let ranges = (0..self.blocks())
-            .into_par_iter()
-            .panic_fuse()
-            .map(|b| {
-                checkpoint();
-                let rows = self.rows(b);
-                paths[b]
-                    .iter()
-                    .map(|s| {
-                        let (lo, hi) = rows.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &i| {
-                            let v = dot_row(x.row(i as usize), &s.dir);
-                            (lo.min(v), hi.max(v))
-                        });
-                        (lo, hi, s.norm)
-                    })
-                    .collect()
-            })
-            .collect();
         let norms = (0..self.blocks())
             .map(|b| {
                 let c = balls.centre(b).iter().map(|v| v * v).sum::<f64>().sqrt();
                 up(up(c) + balls.radius(b)) * (1.0 + 4.0 * (x.cols as f64 + 4.0) * U)
             })
             .collect();
-        Slabs {
-            ranges,
-            norms,
-            d: x.cols,
-        }
+        Slabs { norms, d: x.cols }
     }
 }
 
 impl Slabs {
     /// Lower bounds on the distance from `p` to every row of each block
-    /// (`out[b]`, scaled by `scale`, which is 1 except for the tests' wrong
-    /// bound): the largest distance from `p`'s projection to the block's
-    /// range over the splits above it, less the rounding of both projections.
+    /// (`out[b]`; multiplied by `scale`, which is 1 except for the tests'
+    /// wrong bound): the largest distance from `p`'s projection to the
+    /// other side over the splits above the block, less the rounding of
+    /// both projections. Splits below a bound of `enough` are not visited
+    /// (their blocks get the bound reached so far, still a lower bound).
     pub(crate) fn point_gaps<T: Real>(
         &self,
         tree: &BlockTree,
         p: &[T],
         scale: f64,
+        enough: f64,
         out: &mut [f64],
     ) {
         let d = self.d as f64;
@@ -100,46 +66,40 @@ impl Slabs {
             .map(|v| v.to_f64() * v.to_f64())
             .sum::<f64>()
             .sqrt();
-        let pn = pn * (1.0 + 4.0 * (d + 4.0) * U);
-        // Each projection is within 2 (d + 4) u |row| |dir| of the exact one.
-        let coef = 2.0 * (d + 4.0) * U;
-        let shrink = 1.0 - 8.0 * (d + 4.0) * U;
-        let mut projs = Vec::new();
-        self.walk(&tree.root, 0, tree.leaf, p, &mut projs, &mut |b, projs| {
-            let mut g = 0.0f64;
-            for (&v, &(lo, hi, norm)) in projs.iter().zip(&self.ranges[b]) {
-                let off = if v < lo {
-                    lo - v
-                } else if v > hi {
-                    v - hi
-                } else {
-                    0.0
-                };
-                g = g.max(off / norm);
-            }
-            let slack = coef * (pn + self.norms[b]) + TINY;
-            out[b] = ((g * shrink - slack) * scale).max(0.0);
-        });
+        let mut walk = Walk {
+            slabs: self,
+            leaf: tree.leaf,
+            p,
+            enough,
+            // Each projection is within 2 (d + 4) u |row| |dir| of the exact one.
+            coef: 2.0 * (d + 4.0) * U,
+            pn: pn * (1.0 + 4.0 * (d + 4.0) * U),
+            shrink: 1.0 - 8.0 * (d + 4.0) * U,
+            scale,
+            out,
+        };
+        let n = tree.order.len();
+        walk.node(&tree.root, 0, n, 0.0);
     }
+}
 
-    /// Calls `leaf(block, projections of p on the splits above it)` for
-    /// every block, each projection computed once.
-    fn walk<T: Real>(
-        &self,
-        node: &Node,
-        offset: usize,
-        leaf_rows: usize,
-        p: &[T],
-        projs: &mut Vec<f64>,
-        leaf: &mut dyn FnMut(usize, &[f64]),
-    ) {
+impl<T: Real> Walk<'_, T> {
+    /// The blocks of positions `offset..offset + size` under `node`, whose
+    /// splits above give the bound `acc` (in distance units).
+    fn node(&mut self, node: &Node, offset: usize, size: usize, acc: f64) {
         match node {
-            Node::Leaf => leaf(offset / leaf_rows, projs),
-            Node::Split(s) => {
-                projs.push(dot_row(p, &s.dir));
-                self.walk(&s.lo, offset, leaf_rows, p, projs, leaf);
-                self.walk(&s.hi, offset + s.left, leaf_rows, p, projs, leaf);
-                projs.pop();
+            Node::Split(s) if acc <= self.enough => {
+                let v = dot_row(self.p, &s.dir);
+                let lo = acc.max((v - s.lo_max) / s.norm);
+                let hi = acc.max((s.hi_min - v) / s.norm);
+                self.node(&s.lo, offset, s.left, lo);
+                self.node(&s.hi, offset + s.left, s.size - s.left, hi);
+            }
+            _ => {
+                for b in offset / self.leaf..(offset + size).div_ceil(self.leaf) {
+                    let slack = self.coef * (self.pn + self.slabs.norms[b]) + TINY;
+                    self.out[b] = ((acc * self.shrink - slack) * self.scale).max(0.0);
+                }
             }
         }
     }
@@ -181,7 +141,7 @@ mod tests {
             let mut gaps = vec![0.0; tree.blocks()];
             let mut positive = 0;
             for p in vp.chunks(d) {
-                slabs.point_gaps(&tree, p, 1.0, &mut gaps);
+                slabs.point_gaps(&tree, p, 1.0, f64::INFINITY, &mut gaps);
                 for (b, &g) in gaps.iter().enumerate() {
                     positive += (g > 0.0) as usize;
                     for &j in tree.rows(b) {
