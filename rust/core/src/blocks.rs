@@ -16,6 +16,9 @@ use crate::matrix::Matrix;
 use crate::parallel::checkpoint;
 use crate::real::Real;
 
+mod slabs;
+pub(crate) use slabs::Slabs;
+
 /// Unit roundoff of f64.
 const U: f64 = f64::EPSILON / 2.0;
 /// Absolute slack for squares that underflow (|diff| below about 1e-154):
@@ -76,6 +79,32 @@ pub(crate) struct BlockTree {
     pub(crate) order: Vec<u32>,
     /// Block `b` holds positions `starts[b]..starts[b + 1]`.
     pub(crate) starts: Vec<usize>,
+    leaf: usize,
+    /// The splits, for routing new points ([`BlockTree::route`]).
+    root: Node,
+}
+
+/// A node of the tree: a block, or a split of its positions.
+enum Node {
+    Leaf,
+    Split(Box<Split>),
+}
+
+/// Rows whose projection on `dir` is below `threshold` take the first
+/// `left` positions (`lo`), the others the rest (`hi`).
+struct Split {
+    dir: Vec<f64>,
+    threshold: f64,
+    /// `|dir|`, so that projections compare as distances.
+    norm: f64,
+    /// The greatest projection in `lo`, the least in `hi` (as computed).
+    lo_max: f64,
+    hi_min: f64,
+    left: usize,
+    /// Rows under the split.
+    size: usize,
+    lo: Node,
+    hi: Node,
 }
 
 /// Rigorous bounding balls of the blocks of one embedding.
@@ -98,12 +127,60 @@ impl BlockTree {
         let n = xs[0].rows;
         assert!(xs.iter().all(|x| x.rows == n));
         let mut order: Vec<u32> = (0..n as u32).collect();
-        split(xs, &mut order, leaf);
+        let root = split(xs, &mut order, leaf);
         let starts = (0..n.div_ceil(leaf))
             .map(|b| b * leaf)
             .chain(std::iter::once(n))
             .collect();
-        BlockTree { order, starts }
+        BlockTree {
+            order,
+            starts,
+            leaf,
+            root,
+        }
+    }
+
+    /// The block a new point `p` lands in (following the splits), and the
+    /// block it lands in when it crosses the split it is nearest to (the
+    /// same block for a tree of one). `p` has the coordinates of a tree
+    /// built on one matrix. Only speed depends on the answer.
+    pub(crate) fn route<T: Real>(&self, p: &[T]) -> (u32, u32) {
+        let side = |s: &Split| {
+            let v = dot_row(p, &s.dir);
+            (v < s.threshold, (v - s.threshold).abs() / s.norm)
+        };
+        let descend = |mut node: &Node, mut offset: usize| {
+            while let Node::Split(s) = node {
+                if side(s).0 {
+                    node = &s.lo;
+                } else {
+                    offset += s.left;
+                    node = &s.hi;
+                }
+            }
+            (offset / self.leaf) as u32
+        };
+        let (mut node, mut offset) = (&self.root, 0);
+        let mut nearest: Option<(f64, &Split, usize, bool)> = None;
+        while let Node::Split(s) = node {
+            let (below, margin) = side(s);
+            if nearest.is_none_or(|n| margin < n.0) {
+                nearest = Some((margin, s, offset, below));
+            }
+            if below {
+                node = &s.lo;
+            } else {
+                offset += s.left;
+                node = &s.hi;
+            }
+        }
+        let home = (offset / self.leaf) as u32;
+        let across = match nearest {
+            Some((_, s, at, true)) => descend(&s.hi, at + s.left),
+            Some((_, s, at, false)) => descend(&s.lo, at),
+            None => home,
+        };
+        (home, across)
     }
 
     pub(crate) fn blocks(&self) -> usize {
@@ -146,6 +223,27 @@ impl BlockTree {
 }
 
 impl Balls {
+    /// One ball (block 0) around `rows` of `x`.
+    pub(crate) fn of_rows<T: Real>(x: &Matrix<T>, rows: &[u32]) -> Balls {
+        let (centres, r) = ball(x, rows);
+        Balls {
+            d: x.cols,
+            centres,
+            radii: vec![r],
+        }
+    }
+
+    pub(crate) fn blocks(&self) -> usize {
+        self.radii.len()
+    }
+
+    /// How near block `c` of `other` comes to block `b`'s centre (the
+    /// centres' distance less `c`'s radius): an order for visiting blocks
+    /// nearest first, not a bound.
+    pub(crate) fn approach(&self, b: usize, other: &Balls, c: usize) -> f64 {
+        sq_dist(self.centre(b), other.centre(c).iter().copied()).sqrt() - other.radii[c]
+    }
+
     pub(crate) fn centre(&self, b: usize) -> &[f64] {
         &self.centres[b * self.d..(b + 1) * self.d]
     }
@@ -237,11 +335,12 @@ fn ball<T: Real>(x: &Matrix<T>, rows: &[u32]) -> (Vec<f64>, f64) {
     (c, sqrt_up(r2, d))
 }
 
-/// Orders `order` in place, recursively (see [`BlockTree::build`]).
-fn split<T: Real>(xs: &[&Matrix<T>], order: &mut [u32], leaf: usize) {
+/// Orders `order` in place, recursively (see [`BlockTree::build`]);
+/// returns the splits made.
+fn split<T: Real>(xs: &[&Matrix<T>], order: &mut [u32], leaf: usize) -> Node {
     let n = order.len();
     if n <= leaf {
-        return;
+        return Node::Leaf;
     }
     checkpoint();
     let left = n.div_ceil(leaf) / 2 * leaf;
@@ -255,48 +354,116 @@ fn split<T: Real>(xs: &[&Matrix<T>], order: &mut [u32], leaf: usize) {
     for (o, k) in order.iter_mut().zip(&keyed) {
         *o = k.1;
     }
+    let below = keyed[..left].iter().map(|k| k.0).fold(f64::MIN, f64::max);
+    let threshold = below + (keyed[left].0 - below) / 2.0;
+    let norm = dir
+        .iter()
+        .map(|v| v * v)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::MIN_POSITIVE);
     let (lo, hi) = order.split_at_mut(left);
-    if n > SERIAL_SPLIT {
-        rayon::join(|| split(xs, lo, leaf), || split(xs, hi, leaf));
+    let (lo, hi) = if n > SERIAL_SPLIT {
+        rayon::join(|| split(xs, lo, leaf), || split(xs, hi, leaf))
     } else {
-        split(xs, lo, leaf);
-        split(xs, hi, leaf);
-    }
+        (split(xs, lo, leaf), split(xs, hi, leaf))
+    };
+    Node::Split(Box::new(Split {
+        dir,
+        threshold,
+        norm,
+        lo_max: below,
+        hi_min: keyed[left].0,
+        left,
+        size: n,
+        lo,
+        hi,
+    }))
 }
+
+/// At most this many rows of a range (evenly spaced) are searched for its far pair.
+const FAR_SAMPLE: usize = 256;
 
 /// The direction from `p` to `q`, where `p` is the row farthest from the
 /// range's first row and `q` the row farthest from `p` (a cheap stand-in
-/// for the principal axis), over the concatenated coordinates.
+/// for the principal axis), over the concatenated coordinates, both
+/// searched among a sample of the range.
 fn far_pair_direction<T: Real>(xs: &[&Matrix<T>], order: &[u32]) -> Vec<f64> {
-    let point = |i: usize| -> Vec<f64> {
+    let sample: Vec<u32> = order
+        .iter()
+        .step_by(order.len().div_ceil(FAR_SAMPLE))
+        .copied()
+        .collect();
+    let point = |i: u32| -> Vec<f64> {
         xs.iter()
-            .flat_map(|x| x.row(i).iter().map(|v| v.to_f64()))
+            .flat_map(|x| x.row(i as usize).iter().map(|v| v.to_f64()))
             .collect()
     };
-    let farthest = |from: &[f64]| -> usize {
-        let mut best = (f64::NEG_INFINITY, order[0] as usize);
-        for &i in order {
-            let coords = xs
-                .iter()
-                .flat_map(|x| x.row(i as usize).iter().map(|v| v.to_f64()));
-            let s = sq_dist(from, coords);
+    let farthest = |from: &[f64]| -> u32 {
+        let mut best = (f64::NEG_INFINITY, sample[0]);
+        for &i in &sample {
+            let mut s = 0.0;
+            let mut at = 0;
+            for x in xs {
+                s += sq_dist_row(&from[at..at + x.cols], x.row(i as usize));
+                at += x.cols;
+            }
             if s > best.0 {
-                best = (s, i as usize);
+                best = (s, i);
             }
         }
         best.1
     };
-    let p = point(farthest(&point(order[0] as usize)));
+    let p = point(farthest(&point(sample[0])));
     let q = point(farthest(&p));
     q.iter().zip(&p).map(|(a, b)| a - b).collect()
 }
 
+/// `sum (c_k - r_k)^2` in four interleaved lanes (so it vectorises).
+fn sq_dist_row<T: Real>(c: &[f64], r: &[T]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (cc, rc) = (c.chunks_exact(4), r.chunks_exact(4));
+    let tail: f64 = cc
+        .remainder()
+        .iter()
+        .zip(rc.remainder())
+        .map(|(a, b)| (a - b.to_f64()) * (a - b.to_f64()))
+        .sum();
+    for (a, b) in cc.zip(rc) {
+        for l in 0..4 {
+            let t = a[l] - b[l].to_f64();
+            acc[l] += t * t;
+        }
+    }
+    (acc[0] + acc[2]) + (acc[1] + acc[3]) + tail
+}
+
+/// `sum r_k d_k` in four interleaved lanes.
+fn dot_row<T: Real>(r: &[T], d: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (rc, dc) = (r.chunks_exact(4), d.chunks_exact(4));
+    let tail: f64 = rc
+        .remainder()
+        .iter()
+        .zip(dc.remainder())
+        .map(|(a, b)| a.to_f64() * b)
+        .sum();
+    for (a, b) in rc.zip(dc) {
+        for l in 0..4 {
+            acc[l] += a[l].to_f64() * b[l];
+        }
+    }
+    (acc[0] + acc[2]) + (acc[1] + acc[3]) + tail
+}
+
 fn project<T: Real>(xs: &[&Matrix<T>], i: usize, dir: &[f64]) -> f64 {
-    xs.iter()
-        .flat_map(|x| x.row(i).iter().map(|v| v.to_f64()))
-        .zip(dir)
-        .map(|(a, b)| a * b)
-        .sum()
+    let mut at = 0;
+    let mut s = 0.0;
+    for x in xs {
+        s += dot_row(x.row(i), &dir[at..at + x.cols]);
+        at += x.cols;
+    }
+    s
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use crate::batch_hard::batch_hard;
 use crate::error::{CoreError, Result};
 use crate::exact::{diff_sq_sum, scaled_diff_norm};
+use crate::hausdorff_prune::{nearest_for_max_pruned, plan, Plan, Pruning};
 use crate::hausdorff_scan::nearest_for_max;
 use crate::kdtree::{nearest_for_max_tree, KD_MAX_DIM};
 use crate::matrix::{check_labels, check_same_dim, Matrix};
@@ -56,6 +57,16 @@ fn first_max<X: Copy>(items: impl Iterator<Item = X>, value: impl Fn(&X) -> f64)
 /// `max_i min_j d(a_i, b_j)`: every row of `a` against its nearest row of
 /// `b`, skipping rows proved unable to attain the maximum.
 pub fn directed_hausdorff<T: Real>(a: &Matrix<T>, b: &Matrix<T>) -> Result<Attained> {
+    directed_hausdorff_with(a, b, Pruning::Auto)
+}
+
+/// [`directed_hausdorff`] with the block pruning chosen (tests compare
+/// the pruned and unpruned scans; the answers are identical).
+pub fn directed_hausdorff_with<T: Real>(
+    a: &Matrix<T>,
+    b: &Matrix<T>,
+    pruning: Pruning,
+) -> Result<Attained> {
     check_same_dim(a, b)?;
     with_safe_scale(a, Some(b), |a, b, s| {
         let b = b.expect("second set");
@@ -63,7 +74,14 @@ pub fn directed_hausdorff<T: Real>(a: &Matrix<T>, b: &Matrix<T>) -> Result<Attai
             check_same_dim(a, b)?;
             nearest_for_max_tree(a, b)
         } else {
-            nearest_for_max(a, b)?
+            match plan(pruning, a, b) {
+                Plan::Pruned {
+                    leaf,
+                    gap_scale,
+                    lower,
+                } => nearest_for_max_pruned(a, b, leaf, gap_scale, lower)?,
+                Plan::Unpruned { lower } => nearest_for_max(a, b, lower)?,
+            }
         };
         let rows = nn.iter().enumerate().filter_map(|(i, j)| {
             j.map(|j| Attained {
@@ -82,9 +100,17 @@ pub fn directed_hausdorff<T: Real>(a: &Matrix<T>, b: &Matrix<T>) -> Result<Attai
 
 /// `max(h(a, b), h(b, a))`; the pair is always (row of `a`, row of `b`).
 pub fn hausdorff<T: Real>(a: &Matrix<T>, b: &Matrix<T>) -> Result<Attained> {
+    hausdorff_with(a, b, Pruning::Auto)
+}
+
+/// [`hausdorff`] with the block pruning chosen.
+pub fn hausdorff_with<T: Real>(a: &Matrix<T>, b: &Matrix<T>, pruning: Pruning) -> Result<Attained> {
     // Both directions at once: the tree path's builds are sequential, so
     // running them side by side keeps both cores busy.
-    let (ab, ba) = rayon::join(|| directed_hausdorff(a, b), || directed_hausdorff(b, a));
+    let (ab, ba) = rayon::join(
+        || directed_hausdorff_with(a, b, pruning),
+        || directed_hausdorff_with(b, a, pruning),
+    );
     let (ab, ba) = (ab?, ba?);
     Ok(if ab.value >= ba.value {
         ab
@@ -112,6 +138,16 @@ pub fn class_hausdorff<T: Real>(
     x2: &Matrix<T>,
     labels: &[i64],
 ) -> Result<ClassHausdorff> {
+    class_hausdorff_with(x1, x2, labels, Pruning::Auto)
+}
+
+/// [`class_hausdorff`] with the block pruning chosen.
+pub fn class_hausdorff_with<T: Real>(
+    x1: &Matrix<T>,
+    x2: &Matrix<T>,
+    labels: &[i64],
+    pruning: Pruning,
+) -> Result<ClassHausdorff> {
     check_two_embeddings(x1, x2)?;
     check_labels(labels, x1.rows, "labels", "X1")?;
     let mut order: Vec<usize> = (0..labels.len()).collect();
@@ -137,7 +173,7 @@ pub fn class_hausdorff<T: Real>(
             let (a, b) = (gather(x1, rows), gather(x2, rows));
             let ma = Matrix::new(&a, rows.len(), x1.cols, "X1")?;
             let mb = Matrix::new(&b, rows.len(), x2.cols, "X2")?;
-            let h = hausdorff(&ma, &mb)?;
+            let h = hausdorff_with(&ma, &mb, pruning)?;
             Ok(Attained {
                 value: h.value,
                 i: rows[h.i],

@@ -27,8 +27,14 @@ const NN_CHUNK: usize = 8;
 /// distances of finished rows) retires a row as soon as its rigorous upper
 /// bound is strictly below it, so a retired row cannot even tie. This is
 /// the early break of scipy's algorithm, applied per tile.
-pub(crate) fn nearest_for_max<T: Real>(x: &Matrix<T>, y: &Matrix<T>) -> Result<Vec<Option<usize>>> {
-    with_tile_shape!(widest::HAUSDORFF, T, nearest_for_max_impl(x, y))
+/// `lower` is a lower bound on the answer to start from (squared, as
+/// kept below: 0, or a settled row's bound).
+pub(crate) fn nearest_for_max<T: Real>(
+    x: &Matrix<T>,
+    y: &Matrix<T>,
+    lower: f64,
+) -> Result<Vec<Option<usize>>> {
+    with_tile_shape!(widest::HAUSDORFF, T, nearest_for_max_impl(x, y, lower))
 }
 
 /// What every block of the scan shares.
@@ -46,6 +52,7 @@ struct Shared<'c, 'a, T> {
 fn nearest_for_max_impl<T: Real, const MR: usize, const NR: usize>(
     x: &Matrix<T>,
     y: &Matrix<T>,
+    lower0: f64,
 ) -> Result<Vec<Option<usize>>> {
     check_same_dim(x, y)?;
     // Every row of y is a "negative" of every row of x.
@@ -73,7 +80,7 @@ fn nearest_for_max_impl<T: Real, const MR: usize, const NR: usize>(
     // A fixed scattered visiting order: a stride coprime with the count.
     let stride = scattered_stride(nchunks);
     let order: Vec<usize> = (0..nchunks).map(|k| (k * stride) % nchunks).collect();
-    let lower = AtomicU64::new(0f64.to_bits());
+    let lower = AtomicU64::new(lower0.to_bits());
     let shared = Shared {
         ctx: &ctx,
         exact: &exact,

@@ -10,7 +10,8 @@ use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
 use crate::exact::diff_sq_sum;
-use crate::geometry::{directed_hausdorff, Attained};
+use crate::geometry::{directed_hausdorff_with, Attained};
+use crate::hausdorff_prune::Pruning;
 use crate::knn::knn;
 use crate::matrix::{check_labels, Matrix};
 use crate::metric::Metric;
@@ -210,6 +211,18 @@ pub fn covering_radius<T: Real>(
     proxies: &Matrix<T>,
     proxy_labels: &[i64],
 ) -> Result<CoveringRadius> {
+    covering_radius_with(x, labels, proxies, proxy_labels, Pruning::Auto)
+}
+
+/// [`covering_radius`] with the block pruning of the per-class directed
+/// Hausdorff scans chosen (it pays only for classes with many proxies).
+pub fn covering_radius_with<T: Real>(
+    x: &Matrix<T>,
+    labels: &[i64],
+    proxies: &Matrix<T>,
+    proxy_labels: &[i64],
+    pruning: Pruning,
+) -> Result<CoveringRadius> {
     check_labels(labels, x.rows, "labels", "X")?;
     check_labels(proxy_labels, proxies.rows, "proxy_labels", "proxies")?;
     if proxies.cols != x.cols {
@@ -243,7 +256,7 @@ pub fn covering_radius<T: Real>(
             let (a, b) = (gather(x, rows), gather(proxies, prows));
             let ma = Matrix::new(&a, rows.len(), x.cols, "X")?;
             let mb = Matrix::new(&b, prows.len(), x.cols, "proxies")?;
-            let h = directed_hausdorff(&ma, &mb)?;
+            let h = directed_hausdorff_with(&ma, &mb, pruning)?;
             Ok(Attained {
                 value: h.value,
                 i: rows[h.i],

@@ -24,6 +24,7 @@ pub mod error;
 mod exact;
 mod geometry;
 mod hard_scan;
+mod hausdorff_prune;
 mod hausdorff_scan;
 mod isometric;
 mod kcenter;
@@ -47,11 +48,13 @@ pub use blocks::{set_bound_tightening, set_pruning, take_pruning_counts};
 pub use cdist::{cdist, pair_distances};
 pub use error::{CoreError, Result};
 pub use geometry::{
-    class_hausdorff, diameter, directed_hausdorff, hardest_triplet, hausdorff, sup_displacement,
-    Attained, ClassHausdorff, HardestTriplet,
+    class_hausdorff, class_hausdorff_with, diameter, directed_hausdorff, directed_hausdorff_with,
+    hardest_triplet, hausdorff, hausdorff_with, sup_displacement, Attained, ClassHausdorff,
+    HardestTriplet,
 };
+pub use hausdorff_prune::Pruning;
 pub use isometric::isometric_error;
-pub use kcenter::{covering_radius, kcenter, CoveringRadius, KCenter};
+pub use kcenter::{covering_radius, covering_radius_with, kcenter, CoveringRadius, KCenter};
 pub use knn::{knn, knn_with, Knn};
 pub use loss::{triplet_margin_loss, LossOptions, LossOutput, Mining, Reduction};
 pub use matrix::{finite, Matrix};

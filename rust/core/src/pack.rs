@@ -218,6 +218,8 @@ fn transform_row<T: Real>(
 /// returns the largest. `scratch` holds `width * d` values.
 struct PackGroup<'a, 'm, T> {
     m: &'a Matrix<'m, T>,
+    /// Packed position -> row of `m` (`None`: the identity).
+    order: Option<&'a [u32]>,
     center: &'a [f64],
     center_t: &'a [T],
     scales: Option<&'a [f64]>,
@@ -241,6 +243,7 @@ impl<T: Real> Kernel for PackGroup<'_, '_, T> {
 fn pack_group_impl<T: Real>(g: PackGroup<'_, '_, T>) -> f64 {
     let PackGroup {
         m,
+        order,
         center,
         center_t,
         scales,
@@ -251,7 +254,8 @@ fn pack_group_impl<T: Real>(g: PackGroup<'_, '_, T>) -> f64 {
         scratch,
     } = g;
     let d = m.cols;
-    let rows = width.min(m.rows.saturating_sub(first));
+    let len = order.map_or(m.rows, |o| o.len());
+    let rows = width.min(len.saturating_sub(first));
     let mut max = 0.0f64;
     // Row-major into the scratch block, then transposed in 4 x 4 blocks
     // (for f32 four contiguous loads and stores and eight shuffles each).
@@ -263,7 +267,7 @@ fn pack_group_impl<T: Real>(g: PackGroup<'_, '_, T>) -> f64 {
         if r == rows {
             break;
         }
-        let i = first + r;
+        let i = order.map_or(first + r, |o| o[first + r] as usize);
         let n2 = transform_row(m.row(i), center, center_t, scales.map(|s| s[i]), buf);
         *nrm = T::from_f64(n2);
         max = max.max(n2);
@@ -335,7 +339,19 @@ pub(crate) fn prepare_anchors<T: Real>(
     mr: usize,
     arg: &'static str,
 ) -> Result<Anchors<T>> {
-    let (n, d) = (x.rows, x.cols);
+    prepare_anchors_in_order(x, None, tf, mr, arg)
+}
+
+/// [`prepare_anchors`] of the rows `order` of `x` (anchor `p` is row
+/// `order[p]`), or of every row in order.
+pub(crate) fn prepare_anchors_in_order<T: Real>(
+    x: &Matrix<T>,
+    order: Option<&[u32]>,
+    tf: &Transform,
+    mr: usize,
+    arg: &'static str,
+) -> Result<Anchors<T>> {
+    let (n, d) = (order.map_or(x.rows, |o| o.len()), x.cols);
     let padded = n.div_ceil(mr) * mr;
     // Transformed straight into the packed layout (one pass, one buffer).
     let mut packed = vec![T::ZERO; padded * d];
@@ -344,6 +360,7 @@ pub(crate) fn prepare_anchors<T: Real>(
     let max = pack_all(&mut packed, &mut norms, mr, d, |g, out, nrm, scratch| {
         let group = PackGroup {
             m: x,
+            order,
             center: &tf.center,
             center_t: &center_t,
             scales: tf.norms_x,
@@ -374,7 +391,21 @@ pub(crate) fn prepare_panels<T: Real>(
     nr: usize,
     arg: &'static str,
 ) -> Result<Panels<T>> {
-    let (n, d) = (y.rows, y.cols);
+    prepare_panels_in_order(y, None, labels, tf, use_x_norms, nr, arg)
+}
+
+/// [`prepare_panels`] of the rows `order` of `y` (column `p` is row
+/// `order[p]`, with label `labels[p]`), or of every row in order.
+pub(crate) fn prepare_panels_in_order<T: Real>(
+    y: &Matrix<T>,
+    order: Option<&[u32]>,
+    labels: &[u32],
+    tf: &Transform,
+    use_x_norms: bool,
+    nr: usize,
+    arg: &'static str,
+) -> Result<Panels<T>> {
+    let (n, d) = (order.map_or(y.rows, |o| o.len()), y.cols);
     let np = n.div_ceil(nr);
     let scales = if use_x_norms { tf.norms_x } else { tf.norms_y };
     let mut data = vec![T::ZERO; np * d * nr];
@@ -383,6 +414,7 @@ pub(crate) fn prepare_panels<T: Real>(
     let max = pack_all(&mut data, &mut norms, nr, d, |p, panel, pn, scratch| {
         let group = PackGroup {
             m: y,
+            order,
             center: &tf.center,
             center_t: &center_t,
             scales,

@@ -255,20 +255,36 @@ macro_rules! two_matrices {
     };
 }
 
+/// The block pruning of the Hausdorff scans, from the private `pruning`
+/// argument (tests only): "auto", "off", "on" or "too_tight" (a wrong bound).
+fn pruning_arg(pruning: &str) -> PyResult<core::Pruning> {
+    match pruning {
+        "auto" => Ok(core::Pruning::Auto),
+        "off" => Ok(core::Pruning::Off),
+        "on" => Ok(core::Pruning::On),
+        "too_tight" => Ok(core::Pruning::TooTight),
+        other => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "pruning must be 'auto', 'off', 'on' or 'too_tight', got {other:?}"
+        ))),
+    }
+}
+
 #[pyfunction]
-#[pyo3(signature = (a, b, directed))]
+#[pyo3(signature = (a, b, directed, pruning="auto"))]
 fn hausdorff(
     py: Python<'_>,
     a: &Bound<'_, PyAny>,
     b: &Bound<'_, PyAny>,
     directed: bool,
+    pruning: &str,
 ) -> PyResult<(f64, usize, usize)> {
+    let pruning = pruning_arg(pruning)?;
     two_matrices!(a, "A", b, "B", |x, y| {
         let h = run(py, "hausdorff", work(x.rows(), y.rows(), x.cols()), || {
             if directed {
-                core::directed_hausdorff(&x, &y)
+                core::directed_hausdorff_with(&x, &y, pruning)
             } else {
-                core::hausdorff(&x, &y)
+                core::hausdorff_with(&x, &y, pruning)
             }
         })?
         .map_err(core_error)?;
@@ -301,20 +317,22 @@ fn class_arrays<'py>(
 }
 
 #[pyfunction]
-#[pyo3(signature = (x1, x2, labels))]
+#[pyo3(signature = (x1, x2, labels, pruning="auto"))]
 fn class_hausdorff<'py>(
     py: Python<'py>,
     x1: &Bound<'py, PyAny>,
     x2: &Bound<'py, PyAny>,
     labels: PyReadonlyArray1<'py, i64>,
+    pruning: &str,
 ) -> PyResult<ClassArrays<'py>> {
+    let pruning = pruning_arg(pruning)?;
     let lab = labels_slice(&labels, "labels")?;
     two_matrices!(x1, "X1", x2, "X2", |x, y| {
         let r = run(
             py,
             "class_hausdorff",
             work(x.rows(), x.rows(), x.cols()),
-            || core::class_hausdorff(&x, &y, &lab),
+            || core::class_hausdorff_with(&x, &y, &lab, pruning),
         )?
         .map_err(core_error)?;
         Ok(class_arrays(py, r.classes, &r.per_class))
@@ -504,14 +522,16 @@ fn kcenter<'py>(
 }
 
 #[pyfunction]
-#[pyo3(signature = (x, labels, proxies, proxy_labels))]
+#[pyo3(signature = (x, labels, proxies, proxy_labels, pruning="auto"))]
 fn covering_radius<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     labels: PyReadonlyArray1<'py, i64>,
     proxies: &Bound<'py, PyAny>,
     proxy_labels: PyReadonlyArray1<'py, i64>,
+    pruning: &str,
 ) -> PyResult<ClassArrays<'py>> {
+    let pruning = pruning_arg(pruning)?;
     let lab = labels_slice(&labels, "labels")?;
     let plab = labels_slice(&proxy_labels, "proxy_labels")?;
     two_matrices!(x, "X", proxies, "proxies", |xm, pm| {
@@ -519,7 +539,7 @@ fn covering_radius<'py>(
             py,
             "covering_radius",
             work(xm.rows(), pm.rows(), xm.cols()),
-            || core::covering_radius(&xm, &lab, &pm, &plab),
+            || core::covering_radius_with(&xm, &lab, &pm, &plab, pruning),
         )?
         .map_err(core_error)?;
         Ok(class_arrays(py, r.classes, &r.per_class))
