@@ -48,7 +48,7 @@ pub fn set_bound_tightening(t: f64) {
 }
 
 #[inline]
-fn tightening() -> f64 {
+pub(crate) fn tightening() -> f64 {
     f64::from_bits(TIGHTEN_BITS.load(Ordering::Relaxed))
 }
 

@@ -25,6 +25,8 @@ mod exact;
 mod geometry;
 mod hard_scan;
 mod hausdorff_scan;
+mod iso_bound;
+mod iso_prune;
 mod isometric;
 mod kcenter;
 mod kdtree;
@@ -49,7 +51,8 @@ pub use geometry::{
     class_hausdorff, diameter, directed_hausdorff, hardest_triplet, hausdorff, sup_displacement,
     Attained, ClassHausdorff, HardestTriplet,
 };
-pub use isometric::isometric_error;
+pub use iso_prune::PruneStats;
+pub use isometric::{isometric_error, isometric_error_with, IsoMode, IsoOptions};
 pub use kcenter::{covering_radius, kcenter, CoveringRadius, KCenter};
 pub use knn::{knn, Knn};
 pub use loss::{triplet_margin_loss, LossOptions, LossOutput, Mining, Reduction};
