@@ -77,4 +77,4 @@ def _set_pruning(on: bool) -> bool: ...  # tests/benches: the unpruned path
 def _set_bound_tightening(t: float) -> None: ...  # test only: a bound too tight
 def _isometric_error_mode(
     x1: _F, x2: _F, mode: str, leaf: int
-) -> tuple[float, int, int, int, int]: ...  # test only: a forced scan, with block pairs scanned, total
+) -> tuple[float, int, int, int, int]: ...  # test only: forced scan; block pairs scanned, all
