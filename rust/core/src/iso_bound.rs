@@ -239,3 +239,100 @@ fn side<'a, T: Real>(tree: &BlockTree, x: &'a Matrix<'a, T>, balls: &'a Balls) -
         dperp: 4.0 * (d as f64 + 8.0) * U * m * m + 4.0 * m * dp + dp * dp,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::dist;
+    use crate::isometric::{isometric_error_with, IsoMode, IsoOptions};
+
+    fn lcg(seed: &mut u64) -> f64 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*seed >> 11) as f64) / ((1u64 << 53) as f64) - 0.5
+    }
+
+    /// `n` rows in `classes` tight clusters, and a rescaled, shifted, noisy
+    /// copy with its coordinates reversed (an isometry but for the scale).
+    fn clustered(
+        n: usize,
+        d: usize,
+        classes: usize,
+        offset: f64,
+        seed: u64,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let mut s = seed;
+        let centres: Vec<f64> = (0..classes * d).map(|_| 4.0 * lcg(&mut s)).collect();
+        let mut x1 = Vec::with_capacity(n * d);
+        for i in 0..n {
+            let c = (i * 7919) % classes;
+            x1.extend((0..d).map(|k| offset + centres[c * d + k] + 1e-2 * lcg(&mut s)));
+        }
+        let x2: Vec<f64> = (0..n)
+            .flat_map(|i| (0..d).rev().map(move |k| (i, k)))
+            .map(|(i, k)| 1.1 * x1[i * d + k] - 3.0 * offset)
+            .map(|v| v + 1e-4 * lcg(&mut s))
+            .collect();
+        (x1, x2)
+    }
+
+    fn check_bounds<T: Real>(x1: &Matrix<T>, x2: &Matrix<T>, leaf: usize) {
+        let tree = BlockTree::build(&[x1, x2], leaf);
+        let (b1, b2) = (tree.balls(x1), tree.balls(x2));
+        let ball = BallBound::new(&b1, &b2, x1.cols, x2.cols);
+        let proj = ProjectedBound::new(&tree, x1, x2, &b1, &b2);
+        let mut refined = 0;
+        for i in 0..tree.blocks() {
+            for j in i..tree.blocks() {
+                let spans = (b1.span(i, &b1, j), b2.span(i, &b2, j));
+                let p = if i == j {
+                    f64::INFINITY
+                } else {
+                    proj.ub(i, j, spans)
+                };
+                refined += usize::from(p < ball.ub(i, j));
+                for &a in tree.rows(i) {
+                    for &b in tree.rows(j) {
+                        let (a, b) = (a as usize, b as usize);
+                        let e = (dist(x1, a, x1, b) - dist(x2, a, x2, b)).abs();
+                        assert!(e <= ball.ub(i, j), "ball {e} > {}", ball.ub(i, j));
+                        assert!(e <= p, "projected {e} > {p} ({i}, {j})");
+                    }
+                }
+            }
+        }
+        // Tight clusters: the projected bound must be the sharper one.
+        assert!(refined > 0);
+    }
+
+    #[test]
+    fn both_bounds_hold_for_every_pair() {
+        for offset in [0.0, 1e6] {
+            let (v1, v2) = clustered(256, 5, 6, offset, 1);
+            let x1 = Matrix::new(&v1, 256, 5, "x1").unwrap();
+            let x2 = Matrix::new(&v2, 256, 5, "x2").unwrap();
+            check_bounds(&x1, &x2, 16);
+            let (f1, f2): (Vec<f32>, Vec<f32>) = (
+                v1.iter().map(|&v| v as f32).collect(),
+                v2.iter().map(|&v| v as f32).collect(),
+            );
+            let y1 = Matrix::new(&f1, 256, 5, "x1").unwrap();
+            let y2 = Matrix::new(&f2, 256, 5, "x2").unwrap();
+            check_bounds(&y1, &y2, 8);
+        }
+    }
+
+    #[test]
+    fn pruned_scan_equals_the_brute_one() {
+        let (v1, v2) = clustered(3000, 8, 10, 0.0, 2);
+        let x1 = Matrix::new(&v1, 3000, 8, "x1").unwrap();
+        let x2 = Matrix::new(&v2, 3000, 8, "x2").unwrap();
+        let run = |mode| isometric_error_with(&x1, &x2, IsoOptions { mode, leaf: 32 }).unwrap();
+        let (pruned, stats) = run(IsoMode::Pruned);
+        let (brute, none) = run(IsoMode::Unpruned);
+        assert_eq!(pruned, brute);
+        assert_eq!(none.block_pairs, 0);
+        assert!(stats.scanned * 4 < stats.block_pairs, "{stats:?}");
+    }
+}
