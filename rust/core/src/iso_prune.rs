@@ -16,6 +16,7 @@ use crate::engine::widest;
 use crate::error::Result;
 use crate::geometry::{dist, Attained};
 use crate::iso_bound::{BallBound, ProjectedBound};
+use crate::iso_tree::cluster_tree;
 use crate::isometric::IsoBlock;
 use crate::matrix::Matrix;
 use crate::metric::Metric;
@@ -28,7 +29,7 @@ use crate::screen::{
 /// Reference rows gathered per distance block (several J blocks at once).
 const CHUNK_ROWS: usize = 1024;
 /// Rows of blocks whose survival rate is sampled.
-const SAMPLE_BLOCKS: usize = 64;
+const SAMPLE_BLOCKS: usize = 16;
 
 /// How the pruned scan runs.
 #[derive(Clone, Copy)]
@@ -75,7 +76,7 @@ pub(crate) fn iso_pruned<T: Real, const MR: usize, const NR: usize>(
     x2: &Matrix<T>,
     knobs: PruneKnobs,
 ) -> Result<Option<(Attained, PruneStats)>> {
-    let tree = BlockTree::build(&[x1, x2], knobs.leaf);
+    let tree = cluster_tree(&[x1, x2], knobs.leaf);
     let (b1, b2) = (tree.balls(x1), tree.balls(x2));
     let bound = BallBound::new(&b1, &b2, x1.cols, x2.cols);
     let projected = ProjectedBound::new(&tree, x1, x2, &b1, &b2);
@@ -94,7 +95,7 @@ pub(crate) fn iso_pruned<T: Real, const MR: usize, const NR: usize>(
     let exact = |i: usize, j: usize| (dist(x1, i, x1, j) - dist(x2, i, x2, j)).abs();
     let seed = seed_pairs(&tree, &heads, exact);
     let seed_value = seed.map_or(0.0, |s| s.0);
-    if survival(&tree, &bound, seed_value) > knobs.give_up_above {
+    if survival(&tree, &bound, &projected, seed_value) > knobs.give_up_above {
         return Ok(None);
     }
     let mut by_head: Vec<usize> = (0..nb).collect();
@@ -164,7 +165,12 @@ fn seed_pairs(
 
 /// The share of pairs, over a sample of block rows, whose block bound
 /// reaches `lower`.
-fn survival(tree: &BlockTree, bound: &BallBound, lower: f64) -> f64 {
+fn survival<T: Real>(
+    tree: &BlockTree,
+    bound: &BallBound,
+    projected: &ProjectedBound<T>,
+    lower: f64,
+) -> f64 {
     let nb = tree.starts.len() - 1;
     let size = |b: usize| (tree.starts[b + 1] - tree.starts[b]) as f64;
     let pairs = |i: usize, j: usize| {
@@ -181,7 +187,9 @@ fn survival(tree: &BlockTree, bound: &BallBound, lower: f64) -> f64 {
         .map(|&i| {
             (i..nb).fold((0.0, 0.0), |(k, t), j| {
                 let p = pairs(i, j);
-                (k + if bound.ub(i, j) >= lower { p } else { 0.0 }, t + p)
+                let kept =
+                    bound.ub(i, j) >= lower && (i == j || refined(bound, projected, i, j) >= lower);
+                (k + if kept { p } else { 0.0 }, t + p)
             })
         })
         .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
@@ -190,6 +198,12 @@ fn survival(tree: &BlockTree, bound: &BallBound, lower: f64) -> f64 {
     } else {
         0.0
     }
+}
+
+/// The projected bound of blocks `i != j`.
+fn refined<T: Real>(bound: &BallBound, projected: &ProjectedBound<T>, i: usize, j: usize) -> f64 {
+    let spans = (bound.b1.span(i, bound.b1, j), bound.b2.span(i, bound.b2, j));
+    projected.ub(i, j, spans)
 }
 
 /// One block row I against its surviving partners J >= I.
@@ -257,11 +271,8 @@ impl<T: Real> RowScan<'_, T> {
         Ok(mine)
     }
 
-    /// The projected bound of blocks `i != j`.
     fn refined(&self, i: usize, j: usize) -> f64 {
-        let b = self.bound;
-        let spans = (b.b1.span(i, b.b1, j), b.b2.span(i, b.b2, j));
-        self.projected.ub(i, j, spans)
+        refined(self.bound, self.projected, i, j)
     }
 
     /// Block `i` against the rows `cols` (or against itself): screened on
@@ -320,9 +331,11 @@ fn distances<T: Real, const MR: usize, const NR: usize>(
     cols: Option<&[u32]>,
 ) -> Result<Vec<T>> {
     let gather = |idx: &[u32]| -> Vec<T> {
-        idx.iter()
-            .flat_map(|&r| x.row(r as usize).iter().copied())
-            .collect()
+        let mut out = Vec::with_capacity(idx.len() * x.cols);
+        for &r in idx {
+            out.extend_from_slice(x.row(r as usize));
+        }
+        out
     };
     let a = gather(rows);
     let ma = Matrix::new(&a, rows.len(), x.cols, "X")?;

@@ -29,7 +29,7 @@ const PRUNE_LEAF: usize = 64;
 const PRUNE_MIN_ROWS: usize = 4096;
 /// The pruned scan gives way to the brute one when a sample shows more
 /// than this share of the pairs surviving the block bounds.
-const MAX_SURVIVAL: f64 = 0.5;
+const MAX_SURVIVAL: f64 = 0.35;
 
 /// `d_iso(f1, f2) = sup_{i<j} | ||x1_i - x1_j|| - ||x2_i - x2_j|| |`
 /// (equation 13) for two embeddings of the same points, possibly of

@@ -27,6 +27,7 @@ mod hard_scan;
 mod hausdorff_scan;
 mod iso_bound;
 mod iso_prune;
+mod iso_tree;
 mod isometric;
 mod kcenter;
 mod kdtree;
