@@ -62,6 +62,20 @@ impl<'a> BallBound<'a> {
         }
     }
 
+    /// `| |c1_i - c1_j| - |c2_i - c2_j| |`: no bound, only an estimate of the
+    /// pairs' discrepancy, to visit promising block pairs first.
+    pub(crate) fn estimate(&self, i: usize, j: usize) -> f64 {
+        let d = |b: &Balls| {
+            let (u, v) = (b.centre(i), b.centre(j));
+            u.iter()
+                .zip(v)
+                .map(|(a, c)| (a - c) * (a - c))
+                .sum::<f64>()
+                .sqrt()
+        };
+        (d(self.b1) - d(self.b2)).abs()
+    }
+
     #[inline]
     pub(crate) fn ub(&self, i: usize, j: usize) -> f64 {
         let (g1, s1) = (self.b1.gap(i, self.b1, j), self.b1.span(i, self.b1, j));

@@ -81,14 +81,15 @@ pub(crate) fn iso_pruned<T: Real, const MR: usize, const NR: usize>(
     let bound = BallBound::new(&b1, &b2, x1.cols, x2.cols);
     let projected = ProjectedBound::new(&tree, x1, x2, &b1, &b2);
     let nb = tree.starts.len() - 1;
-    // Per block, its most promising partner: the seed pairs and the order.
+    // Per block, its most promising partner by the centres' discrepancy:
+    // the seed pairs, and the order that finds a near-maximum early.
     let heads: Vec<(f64, usize)> = (0..nb)
         .into_par_iter()
         .panic_fuse()
         .map(|i| {
             checkpoint();
             (i..nb)
-                .map(|j| (bound.ub(i, j), j))
+                .map(|j| (bound.estimate(i, j), j))
                 .fold((f64::NEG_INFINITY, i), |a, c| if c.0 > a.0 { c } else { a })
         })
         .collect();
@@ -111,8 +112,8 @@ pub(crate) fn iso_pruned<T: Real, const MR: usize, const NR: usize>(
         best: &best,
         scanned: AtomicU64::new(0),
     };
-    // Rows of blocks are handed out in order of their best bound, so the
-    // shared best rises early; each worker keeps its own best pair.
+    // Rows of blocks are handed out by their best estimate, so the shared
+    // best rises early; each worker keeps its own best pair.
     let workers = rayon::current_num_threads();
     let found: Vec<Option<Found>> = (0..workers)
         .into_par_iter()
@@ -121,7 +122,7 @@ pub(crate) fn iso_pruned<T: Real, const MR: usize, const NR: usize>(
             let mut mine = None;
             loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
-                if k >= nb || heads[by_head[k]].0 < best.get() {
+                if k >= nb {
                     return Ok(mine);
                 }
                 mine = better(mine, scan.row::<MR, NR>(by_head[k])?);
@@ -223,45 +224,46 @@ impl<T: Real> RowScan<'_, T> {
         self.tree.rows(b)
     }
 
-    /// The best pair of block row `i` among the partners whose bound
-    /// reaches the shared best, visited by bound, best first.
+    /// The best pair of block row `i` among the partners whose bounds
+    /// reach the shared best, visited by estimate, most promising first.
     fn row<const MR: usize, const NR: usize>(&self, i: usize) -> Result<Option<Found>> {
         checkpoint();
         let nb = self.tree.starts.len() - 1;
         let lower = self.best.get();
-        let mut partners: Vec<(f64, usize)> = (i..nb)
-            .map(|j| (self.bound.ub(i, j), j))
+        let mut partners: Vec<(f64, f64, usize)> = (i..nb)
+            .map(|j| (self.bound.ub(i, j), self.bound.estimate(i, j), j))
             .filter(|c| c.0 >= lower)
             .collect();
-        partners.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let mut mine = None;
-        let mut scanned = 0;
-        let mut k = 0;
-        while k < partners.len() && partners[k].0 >= self.best.get() {
+        partners.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)));
+        let (mut mine, mut scanned, mut k) = (None, 0, 0);
+        while k < partners.len() {
             checkpoint();
-            let found = if partners[k].1 == i {
-                k += 1;
-                scanned += 1;
-                self.chunk::<MR, NR>(i, None)?
-            } else {
-                let mut cols = Vec::with_capacity(CHUNK_ROWS);
-                let lower = self.best.get();
-                while k < partners.len() && partners[k].0 >= lower && partners[k].1 != i {
-                    let j = partners[k].1;
-                    if !cols.is_empty() && cols.len() + self.rows(j).len() > CHUNK_ROWS {
-                        break;
-                    }
-                    k += 1;
-                    if self.refined(i, j) >= lower {
-                        cols.extend_from_slice(self.rows(j));
-                        scanned += 1;
-                    }
+            let (mut cols, mut diagonal) = (Vec::with_capacity(CHUNK_ROWS), false);
+            let lower = self.best.get();
+            while k < partners.len() {
+                let (ub, _, j) = partners[k];
+                if !cols.is_empty() && cols.len() + self.rows(j).len() > CHUNK_ROWS {
+                    break;
                 }
-                if cols.is_empty() {
+                k += 1;
+                if ub < lower {
                     continue;
                 }
-                self.chunk::<MR, NR>(i, Some(&cols))?
-            };
+                if j == i {
+                    diagonal = true;
+                    scanned += 1;
+                } else if self.refined(i, j) >= lower {
+                    cols.extend_from_slice(self.rows(j));
+                    scanned += 1;
+                }
+            }
+            let mut found = None;
+            if diagonal {
+                found = self.chunk::<MR, NR>(i, None)?;
+            }
+            if !cols.is_empty() {
+                found = better(found, self.chunk::<MR, NR>(i, Some(&cols))?);
+            }
             if let Some((v, _)) = found {
                 self.best.raise(v);
             }
