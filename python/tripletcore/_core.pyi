@@ -34,6 +34,7 @@ __all__ = [
     "_pruning_counts",
     "_set_pruning",
     "_set_bound_tightening",
+    "_isometric_error_mode",
     "__version__",
 ]
 
@@ -78,3 +79,6 @@ def _force_panic(name: str | None) -> None: ...  # test only (tests/test_robustn
 def _pruning_counts() -> tuple[int, int]: ...  # benches: block pairs considered, skipped
 def _set_pruning(on: bool) -> bool: ...  # tests/benches: the unpruned path
 def _set_bound_tightening(t: float) -> None: ...  # test only: a bound too tight
+def _isometric_error_mode(
+    x1: _F, x2: _F, mode: str, leaf: int
+) -> tuple[float, int, int, int, int]: ...  # test only: forced scan; block pairs scanned, all

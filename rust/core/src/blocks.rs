@@ -51,7 +51,7 @@ pub fn set_bound_tightening(t: f64) {
 }
 
 #[inline]
-fn tightening() -> f64 {
+pub(crate) fn tightening() -> f64 {
     f64::from_bits(TIGHTEN_BITS.load(Ordering::Relaxed))
 }
 
@@ -140,6 +140,18 @@ impl BlockTree {
         }
     }
 
+    /// A tree of given blocks (another ordering's), without splits: it
+    /// serves balls and rows; `route` sends every point to block 0.
+    pub(crate) fn from_blocks(order: Vec<u32>, starts: Vec<usize>) -> BlockTree {
+        let leaf = starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(1);
+        BlockTree {
+            order,
+            starts,
+            leaf,
+            root: Node::Leaf,
+        }
+    }
+
     /// The block a new point `p` lands in (following the splits), and the
     /// block it lands in when it crosses the split it is nearest to (the
     /// same block for a tree of one). `p` has the coordinates of a tree
@@ -211,15 +223,6 @@ impl BlockTree {
         }
         Balls { d, centres, radii }
     }
-
-    /// The rows of `x` in the tree's order (row-major copy).
-    pub(crate) fn permute<T: Real>(&self, x: &Matrix<T>) -> Vec<T> {
-        let mut out = Vec::with_capacity(x.rows * x.cols);
-        for &i in &self.order {
-            out.extend_from_slice(x.row(i as usize));
-        }
-        out
-    }
 }
 
 impl Balls {
@@ -264,12 +267,6 @@ impl Balls {
     pub(crate) fn span(&self, b: usize, other: &Balls, c: usize) -> f64 {
         let centres = centre_distance_up(self.centre(b), other.centre(c));
         up(up(centres + self.radii[b]) + other.radii[c]) * (1.0 - tightening())
-    }
-
-    /// A lower bound on the distance from `p` to any row of block `b`.
-    pub(crate) fn point_gap<T: Real>(&self, b: usize, p: &[T]) -> f64 {
-        let s = sq_dist(self.centre(b), p.iter().map(|v| v.to_f64()));
-        gap_down(sqrt_down(s, self.d), self.radii[b], 0.0) * (1.0 + tightening())
     }
 }
 
@@ -515,9 +512,6 @@ mod tests {
                 for q in 0..tb.blocks() {
                     let (g, s) = (ba.gap(p, &bb, q), bb.span(q, &ba, p));
                     for &i in ta.rows(p) {
-                        assert!(
-                            ba.point_gap(p, b.row(0)) <= exact_dist(a.row(i as usize), b.row(0))
-                        );
                         for &j in tb.rows(q) {
                             let e = exact_dist(a.row(i as usize), b.row(j as usize));
                             assert!(g <= e && e <= s, "{g} <= {e} <= {s}");

@@ -4,10 +4,12 @@
 
 use rayon::prelude::*;
 
+use crate::blocks::pruning_enabled;
 use crate::cdist::DistanceBlocks;
 use crate::engine::{widest, with_tile_shape};
 use crate::error::Result;
 use crate::geometry::{check_two_embeddings, dist, Attained};
+use crate::iso_prune::{iso_pruned, PruneKnobs, PruneStats};
 use crate::matrix::Matrix;
 use crate::metric::Metric;
 use crate::parallel::checkpoint;
@@ -21,40 +23,116 @@ use crate::screen::{
 const ISO_BLOCK: usize = 48;
 /// Candidates a block keeps before it falls back to an exact rescan.
 const ISO_CAP: usize = 256;
+/// Rows per block of the pruning tree.
+const PRUNE_LEAF: usize = 64;
+/// Below this many rows the brute scan is too short for pruning to pay.
+const PRUNE_MIN_ROWS: usize = 4096;
+/// The pruned scan gives way to the brute one when a sample shows more
+/// than this share of the pairs surviving the block bounds.
+const MAX_SURVIVAL: f64 = 0.35;
 
 /// `d_iso(f1, f2) = sup_{i<j} | ||x1_i - x1_j|| - ||x2_i - x2_j|| |`
 /// (equation 13) for two embeddings of the same points, possibly of
 /// different dimensions, with the attaining pair. O(N) extra memory.
+/// Block pairs that provably cannot hold the maximum are skipped where
+/// that pays (clustered embeddings); the answer is the brute scan's.
 pub fn isometric_error<T: Real>(x1: &Matrix<T>, x2: &Matrix<T>) -> Result<Attained> {
+    isometric_error_with(x1, x2, IsoOptions::default()).map(|r| r.0)
+}
+
+/// Which scan [`isometric_error_with`] runs. Not part of the public API:
+/// the tests compare the scans.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsoMode {
+    /// Pruned where a sample shows that it pays, else brute force.
+    Auto,
+    /// Every pair, screened on distance blocks (the reference).
+    Unpruned,
+    /// Pruned, whatever the sample says.
+    Pruned,
+}
+
+/// The knobs of [`isometric_error_with`] (tests only).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct IsoOptions {
+    pub mode: IsoMode,
+    /// Rows per block of the pruning tree.
+    pub leaf: usize,
+}
+
+impl Default for IsoOptions {
+    fn default() -> Self {
+        IsoOptions {
+            mode: IsoMode::Auto,
+            leaf: PRUNE_LEAF,
+        }
+    }
+}
+
+/// [`isometric_error`] with the scan chosen by `opts`: every mode gives the
+/// same value and pair, bit for bit, and what the pruning did (zeros where
+/// the brute scan ran). `Auto` runs the brute scan while pruning is off
+/// (`set_pruning(false)`).
+#[doc(hidden)]
+pub fn isometric_error_with<T: Real>(
+    x1: &Matrix<T>,
+    x2: &Matrix<T>,
+    opts: IsoOptions,
+) -> Result<(Attained, PruneStats)> {
     check_two_embeddings(x1, x2)?;
     if x1.rows == 1 {
-        return Ok(Attained {
+        let zero = Attained {
             value: 0.0,
             i: 0,
             j: 0,
-        });
+        };
+        return Ok((zero, PruneStats::default()));
     }
     // One common power-of-two scale keeps the two distances comparable.
     with_safe_scale(x1, Some(x2), |a, b, s| {
         let b = b.expect("second embedding");
-        let r = with_tile_shape!(widest::ISOMETRIC, T, iso_blocks(a, b))?;
-        Ok(Attained {
+        let pruned = match opts.mode {
+            IsoMode::Unpruned => None,
+            IsoMode::Auto if a.rows < PRUNE_MIN_ROWS || !pruning_enabled() => None,
+            mode => {
+                let knobs = PruneKnobs {
+                    leaf: opts.leaf.max(1),
+                    give_up_above: if mode == IsoMode::Auto {
+                        MAX_SURVIVAL
+                    } else {
+                        f64::INFINITY
+                    },
+                };
+                with_tile_shape!(widest::ISOMETRIC, T, iso_pruned(a, b, knobs))?
+            }
+        };
+        let (r, stats) = match pruned {
+            Some(r) => r,
+            None => (
+                with_tile_shape!(widest::ISOMETRIC, T, iso_blocks(a, b))?,
+                PruneStats::default(),
+            ),
+        };
+        let r = Attained {
             value: r.value * s,
             ..r
-        })
+        };
+        Ok((r, stats))
     })
 }
 
 /// What one block of rows learnt: a lower bound on the maximum and every
 /// pair whose upper bound reaches it, or `overflow` (massive ties).
-struct IsoBlock {
+pub(crate) struct IsoBlock {
     best_lower: f64,
     cands: Vec<(f64, u32, u32)>,
     overflow: bool,
 }
 
 impl IsoBlock {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         IsoBlock {
             best_lower: f64::NEG_INFINITY,
             cands: Vec::new(),
@@ -63,7 +141,7 @@ impl IsoBlock {
     }
 
     /// Takes a lower bound on the maximum learnt elsewhere (other blocks).
-    fn share_bound(&mut self, lower: f64) {
+    pub(crate) fn share_bound(&mut self, lower: f64) {
         if lower > self.best_lower {
             self.best_lower = lower;
         }

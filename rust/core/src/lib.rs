@@ -14,8 +14,6 @@
 
 mod batch_all;
 mod batch_hard;
-// Consumers (Hausdorff, d_iso pruning) land next; until then unused.
-#[allow(dead_code)]
 mod blocks;
 mod cdist;
 mod cosine_exact;
@@ -26,6 +24,9 @@ mod geometry;
 mod hard_scan;
 mod hausdorff_prune;
 mod hausdorff_scan;
+mod iso_bound;
+mod iso_prune;
+mod iso_tree;
 mod isometric;
 mod kcenter;
 mod kdtree;
@@ -53,7 +54,8 @@ pub use geometry::{
     HardestTriplet,
 };
 pub use hausdorff_prune::Pruning;
-pub use isometric::isometric_error;
+pub use iso_prune::PruneStats;
+pub use isometric::{isometric_error, isometric_error_with, IsoMode, IsoOptions};
 pub use kcenter::{covering_radius, covering_radius_with, kcenter, CoveringRadius, KCenter};
 pub use knn::{knn, knn_with, Knn};
 pub use loss::{triplet_margin_loss, LossOptions, LossOutput, Mining, Reduction};

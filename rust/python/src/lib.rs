@@ -375,6 +375,45 @@ fn isometric_error(
     })
 }
 
+/// TEST ONLY (tests/test_isometric_pruning.py): `isometric_error` with the
+/// scan forced ("auto", "unpruned" or "pruned") and the tree's rows per
+/// block; returns the value, the pair, and
+/// the block pairs scanned and in all (0, 0 for the brute scan). Not part
+/// of the public API.
+#[pyfunction]
+#[pyo3(signature = (x1, x2, mode, leaf))]
+fn _isometric_error_mode(
+    py: Python<'_>,
+    x1: &Bound<'_, PyAny>,
+    x2: &Bound<'_, PyAny>,
+    mode: &str,
+    leaf: usize,
+) -> PyResult<(f64, usize, usize, u64, u64)> {
+    let mode = match mode {
+        "auto" => core::IsoMode::Auto,
+        "unpruned" => core::IsoMode::Unpruned,
+        "pruned" => core::IsoMode::Pruned,
+        _ => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "mode must be auto, unpruned or pruned, not {mode:?}"
+            )))
+        }
+    };
+    let opts = core::IsoOptions { mode, leaf };
+    two_matrices!(x1, "X1", x2, "X2", |x, y| {
+        let n = x.rows();
+        let h = run(
+            py,
+            "isometric_error",
+            work(n, n, x.cols() + y.cols()),
+            || core::isometric_error_with(&x, &y, opts),
+        )?
+        .map_err(core_error)?;
+        let (h, st) = h;
+        Ok((h.value, h.i, h.j, st.scanned, st.block_pairs))
+    })
+}
+
 #[pyfunction]
 #[pyo3(signature = (a,))]
 fn diameter(py: Python<'_>, a: &Bound<'_, PyAny>) -> PyResult<(f64, usize, usize)> {
@@ -598,6 +637,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sup_displacement, m)?)?;
     m.add_function(wrap_pyfunction!(diameter, m)?)?;
     m.add_function(wrap_pyfunction!(isometric_error, m)?)?;
+    m.add_function(wrap_pyfunction!(_isometric_error_mode, m)?)?;
     m.add_function(wrap_pyfunction!(hardest_triplet, m)?)?;
     m.add_function(wrap_pyfunction!(min_width_2d, m)?)?;
     m.add_function(wrap_pyfunction!(knn, m)?)?;
