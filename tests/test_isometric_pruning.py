@@ -145,7 +145,7 @@ def test_pruned_equals_unpruned_exactly(xs):
 
 
 def test_public_api_prunes_and_agrees():
-    x1, x2 = clustered(6000, 16, 12, 1e-3, 3)
+    x1, x2 = clustered(17000, 16, 12, 1e-3, 3)
     x1, x2 = x1.astype(np.float32), x2.astype(np.float32)
     _core._pruning_counts()
     got = tc.isometric_error(x1, x2)
@@ -161,7 +161,7 @@ def test_public_api_prunes_and_agrees():
 
 def test_unclustered_data_falls_back_to_the_brute_scan():
     rng = np.random.default_rng(5)
-    x1, x2 = rng.standard_normal((5000, 16)), rng.standard_normal((5000, 16))
+    x1, x2 = rng.standard_normal((17000, 16)), rng.standard_normal((17000, 16))
     auto = scan(x1, x2, "auto", 64)
     assert auto[3:] == (0, 0)  # the sample showed that pruning does not pay
     assert auto[:3] == scan(x1, x2, "unpruned")[:3]

@@ -236,6 +236,9 @@ CANCEL_CALLS = {
     # unit vectors in 256-D: nearly equal distances defeat the scan's pruning
     "hausdorff": "tc.hausdorff(S, T)",
     "isometric_error": "tc.isometric_error(A, B)",
+    # clustered embeddings: the pruned block-pair scan (issue 18)
+    "isometric_error_pruned": "tc.isometric_error(C1, C2)",
+    "hausdorff_pruned": "tc.hausdorff(P, Q)",
     "batch_all": "tc.triplet_margin_loss(A, labels, mining='batch_all')",
     "knn": "tc.knn(A, 200)",
     "kcenter": "tc.kcenter(A, 15000)",
@@ -257,6 +260,13 @@ def test_ctrl_c_stops_a_long_kernel(name):
             S, T = rng.standard_normal((2, 30000, 256))
             S /= np.linalg.norm(S, axis=1, keepdims=True)
             T /= np.linalg.norm(T, axis=1, keepdims=True)
+        if {name!r} == "isometric_error_pruned":
+            centres = rng.standard_normal((1000, 64))
+            C1 = centres[rng.integers(1000, size=100000)] + 0.05 * rng.standard_normal((100000, 64))
+            C2 = 1.1 * C1[:, ::-1] + 0.01 * rng.standard_normal(C1.shape)
+        if {name!r} == "hausdorff_pruned":
+            P = rng.standard_normal((400000, 32))
+            Q = (P + 0.01 * rng.standard_normal(P.shape))[rng.permutation(400000)]
         print("ready", flush=True)
         try:
             {CANCEL_CALLS[name]}
